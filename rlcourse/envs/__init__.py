@@ -1,0 +1,48 @@
+"""The course's environments, registered with gymnasium under the ``rlcourse/`` namespace.
+
+==============================  ===============================================
+id                              what it is
+==============================  ===============================================
+``rlcourse/GridWorld-v0``       a configurable grid world (``layout=[...]`` etc.)
+``rlcourse/GridWorld5x5-v0``    Sutton & Barto Example 3.5 (A and B teleports)
+``rlcourse/GridWorld4x4-v0``    Sutton & Barto Example 4.1 (terminal corners)
+``rlcourse/Gambler-v0``         Sutton & Barto Example 4.3 (``p_h=0.4``)
+==============================  ===============================================
+
+Every env has ``env.unwrapped.to_mdp()``, the exact :class:`~rlcourse.mdp.TabularMDP`.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from rlcourse.envs.gambler import GamblerEnv
+from rlcourse.envs.gridworld import GridWorldEnv, example_3_5, example_4_1
+from rlcourse.envs.tabular import TabularEnv
+
+__all__ = [
+    "ENV_IDS",
+    "GamblerEnv",
+    "GridWorldEnv",
+    "TabularEnv",
+    "example_3_5",
+    "example_4_1",
+]
+
+#: ids of the course's environments, and the episode step limit of each
+ENV_IDS: dict[str, int] = {
+    "rlcourse/GridWorld-v0": 100,
+    "rlcourse/GridWorld5x5-v0": 100,
+    "rlcourse/GridWorld4x4-v0": 100,
+    "rlcourse/Gambler-v0": 1000,
+}
+_ENTRY_POINTS = {
+    "rlcourse/GridWorld-v0": "rlcourse.envs.gridworld:GridWorldEnv",
+    "rlcourse/GridWorld5x5-v0": "rlcourse.envs.gridworld:example_3_5",
+    "rlcourse/GridWorld4x4-v0": "rlcourse.envs.gridworld:example_4_1",
+    "rlcourse/Gambler-v0": "rlcourse.envs.gambler:GamblerEnv",
+}
+
+for _id, _entry in _ENTRY_POINTS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=_entry, max_episode_steps=ENV_IDS[_id])

@@ -1,0 +1,511 @@
+"""Finite Markov decision processes as tensors.
+
+A finite MDP (Sutton & Barto, ch. 3) is held as
+
+* ``P[s, a, s']`` -- probability of moving to ``s'`` after action ``a`` in ``s``
+  (each row ``P[s, a, :]`` sums to 1),
+* ``R[s, a]``     -- expected immediate reward ``r(s, a) = E[R_{t+1} | S_t=s, A_t=a]``,
+* ``gamma``       -- the discount in ``[0, 1]``,
+* ``terminal[s]`` -- states where the episode ends: absorbing, with zero reward, so
+  that ``v(terminal) = 0`` and nothing is bootstrapped from them.
+
+``P`` is dense for small MDPs and sparse (CSR) for large ones; the dynamic
+programming in :mod:`rlcourse.dp` works on either through
+:meth:`TabularMDP.expected_next_values`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_ATOL = 1e-6
+
+
+@dataclass(frozen=True)
+class GridInfo:
+    """Where each state of a grid-world MDP sits, for plots and rendering.
+
+    ``shape`` is ``(rows, cols)``; ``cells[s]`` is the ``(row, col)`` of state ``s``
+    (walls are cells without a state); ``layout`` holds one string per row with
+    the cell letters (``S`` start, ``G`` goal, ``#`` wall, ...), if known.
+    """
+
+    shape: tuple[int, int]
+    cells: tuple[tuple[int, int], ...]
+    layout: tuple[str, ...] | None = None
+
+
+def _as_float_tensor(x: Any, name: str) -> Tensor:
+    """Tensor of float64 (sparse tensors kept sparse); clear error for anything else."""
+    if isinstance(x, Tensor):
+        t = x
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a tensor or array of numbers, got {type(x)}") from err
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    return t.to(torch.float64)
+
+
+def check_gamma(gamma: Any) -> float:
+    """Return ``gamma`` as a float after checking it is a number in [0, 1]."""
+    if isinstance(gamma, bool) or not isinstance(gamma, int | float | np.floating | np.integer):
+        raise TypeError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    if not 0.0 <= float(gamma) <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    return float(gamma)
+
+
+class TabularMDP:
+    """A finite MDP with transition tensor ``P [S, A, S]`` and expected rewards ``R [S, A]``.
+
+    Args:
+        P: transition probabilities ``[S, A, S]``, dense or a sparse COO tensor;
+            every row ``P[s, a, :]`` must be non-negative and sum to 1.
+        R: expected immediate reward ``[S, A]``.
+        gamma: discount factor in ``[0, 1]``.
+        terminal: bool ``[S]``; terminal states must be absorbing with zero reward.
+        action_mask: bool ``[S, A]``, the actions allowed in each state (default: all).
+        action_names: a name per action, e.g. ``("left", "down", "right", "up")``;
+            plots draw arrows from these names, never from an assumed order.
+        grid: where each state sits on a grid, for plots (see :class:`GridInfo`).
+        initial: start-state distribution ``[S]`` (default: uniform over non-terminal states).
+        name: a short label for printing.
+    """
+
+    def __init__(
+        self,
+        P: Any,
+        R: Any,
+        gamma: float,
+        terminal: Any = None,
+        *,
+        action_mask: Any = None,
+        action_names: Sequence[str] | None = None,
+        grid: GridInfo | None = None,
+        initial: Any = None,
+        name: str = "",
+    ) -> None:
+        P = _as_float_tensor(P, "P")
+        R = _as_float_tensor(R, "R")
+        if P.dim() != 3:
+            raise ValueError(f"P must have shape [S, A, S], got {tuple(P.shape)}")
+        S, A, S2 = P.shape
+        if S != S2:
+            raise ValueError(f"P must have shape [S, A, S] with the same S twice, got {tuple(P.shape)}")
+        if S == 0 or A == 0:
+            raise ValueError(f"P must have at least one state and one action, got {tuple(P.shape)}")
+        if R.is_sparse:
+            R = R.to_dense()
+        if tuple(R.shape) != (S, A):
+            raise ValueError(f"R must have shape [S, A] = [{S}, {A}] to match P, got {tuple(R.shape)}")
+        R = R.to(P.device)
+        if not torch.isfinite(R).all():
+            s, a = torch.nonzero(~torch.isfinite(R))[0].tolist()
+            raise ValueError(f"R[{s}, {a}] = {R[s, a].item()} is not finite")
+        self.gamma = check_gamma(gamma)
+        self.n_states, self.n_actions = S, A
+        self.name = name
+
+        if P.is_sparse:
+            P = P.coalesce()
+            self.P = P
+            self._P2 = _coo3_to_csr2(P)
+        else:
+            self.P = P.contiguous()
+            self._P2 = self.P.view(S * A, S)
+        self._check_stochastic()
+        self.R = R.contiguous()
+
+        self.terminal = self._bool_tensor(terminal, (S,), "terminal", default=False)
+        self.action_mask = self._bool_tensor(action_mask, (S, A), "action_mask", default=True)
+        if not self.action_mask.any(1).all():
+            s = int(torch.nonzero(~self.action_mask.any(1))[0])
+            raise ValueError(f"action_mask allows no action in state {s}")
+        self._check_terminal()
+
+        if action_names is not None:
+            action_names = tuple(str(n) for n in action_names)
+            if len(action_names) != A:
+                raise ValueError(f"action_names has {len(action_names)} names for {A} actions")
+        self.action_names = action_names
+        if grid is not None and len(grid.cells) != S:
+            raise ValueError(f"grid places {len(grid.cells)} states but the MDP has {S}")
+        self.grid = grid
+
+        if initial is None:
+            initial = (~self.terminal).to(torch.float64)
+            if initial.sum() == 0:
+                initial = torch.ones(S, dtype=torch.float64, device=self.device)
+            initial = initial / initial.sum()
+        else:
+            initial = _as_float_tensor(initial, "initial").to(self.device)
+            if tuple(initial.shape) != (S,) or (initial < 0).any():
+                raise ValueError(f"initial must be a probability vector of shape [{S}]")
+            if abs(initial.sum().item() - 1.0) > _ATOL:
+                raise ValueError(f"initial must sum to 1, sums to {initial.sum().item():.6g}")
+        self.initial = initial
+
+    # ----------------------------------------------------------------- checks
+    def _bool_tensor(self, x: Any, shape: tuple[int, ...], name: str, default: bool) -> Tensor:
+        if x is None:
+            return torch.full(shape, default, dtype=torch.bool, device=self.device)
+        t = torch.as_tensor(x, device=self.device)
+        if t.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool tensor, got dtype {t.dtype}")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
+        return t
+
+    def _check_stochastic(self) -> None:
+        S, A = self.n_states, self.n_actions
+        if self.P.is_sparse:
+            vals = self.P.values()
+            rows = self.P.indices()[0] * A + self.P.indices()[1]
+            row_sums = torch.zeros(S * A, dtype=torch.float64, device=self.device)
+            row_sums.index_add_(0, rows, vals)
+        else:
+            vals = self.P
+            row_sums = self.P.sum(-1).reshape(-1)
+        if not torch.isfinite(vals).all():
+            raise ValueError("P contains NaN or infinite entries")
+        if (vals < 0).any():
+            if self.P.is_sparse:
+                bad = self.P.indices()[:, torch.nonzero(vals < 0)[0, 0]].tolist()
+            else:
+                bad = torch.nonzero(vals < 0)[0].tolist()
+            raise ValueError(f"P has a negative probability at [s, a, s'] = {bad}")
+        off = (row_sums - 1.0).abs() > _ATOL
+        if off.any():
+            i = int(torch.nonzero(off)[0])
+            raise ValueError(
+                f"P is not stochastic: row P[{i // A}, {i % A}, :] sums to "
+                f"{row_sums[i].item():.6g}, not 1 ({int(off.sum())} such rows)"
+            )
+
+    def _check_terminal(self) -> None:
+        if not self.terminal.any():
+            return
+        t = torch.nonzero(self.terminal).squeeze(1)
+        stay = self.self_loop_probs()[t]  # [T, A]: P[t, a, t]
+        not_absorbing = (stay - 1.0).abs() > _ATOL
+        if not_absorbing.any():
+            i, a = torch.nonzero(not_absorbing)[0].tolist()
+            raise ValueError(
+                f"terminal state {int(t[i])} must be absorbing, but P[{int(t[i])}, {a}, "
+                f"{int(t[i])}] = {stay[i, a].item():.6g}"
+            )
+        nonzero = self.R[t] != 0
+        if nonzero.any():
+            i, a = torch.nonzero(nonzero)[0].tolist()
+            raise ValueError(
+                f"terminal state {int(t[i])} must give zero reward, but R[{int(t[i])}, {a}] = "
+                f"{self.R[t[i], a].item():.6g}"
+            )
+
+    # ------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        return self.P.device
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.P.is_sparse
+
+    def __repr__(self) -> str:
+        label = f"{self.name!r}, " if self.name else ""
+        kind = "sparse" if self.is_sparse else "dense"
+        return (
+            f"TabularMDP({label}S={self.n_states}, A={self.n_actions}, gamma={self.gamma}, "
+            f"terminal={int(self.terminal.sum())}, {kind}, device={self.device})"
+        )
+
+    def to(self, device: str | torch.device) -> TabularMDP:
+        """A copy of this MDP with every tensor on ``device``."""
+        from rlcourse.utils import resolve_device
+
+        dev = resolve_device(device)
+        return TabularMDP(
+            self.P.to(dev),
+            self.R.to(dev),
+            self.gamma,
+            self.terminal.to(dev),
+            action_mask=self.action_mask.to(dev),
+            action_names=self.action_names,
+            grid=self.grid,
+            initial=self.initial.to(dev),
+            name=self.name,
+        )
+
+    def with_gamma(self, gamma: float) -> TabularMDP:
+        """The same MDP with another discount factor (the tensors are shared, not copied)."""
+        new = object.__new__(TabularMDP)
+        new.__dict__.update(self.__dict__)
+        new.gamma = check_gamma(gamma)
+        return new
+
+    # ------------------------------------------------------------ operations
+    def self_loop_probs(self) -> Tensor:
+        """``P[s, a, s]`` for every ``(s, a)``: the probability of staying put, ``[S, A]``."""
+        if not self.is_sparse:
+            return torch.diagonal(self.P, dim1=0, dim2=2).T
+        i, v = self.P.indices(), self.P.values()
+        on_diag = i[0] == i[2]
+        out = torch.zeros(self.n_states, self.n_actions, dtype=torch.float64, device=self.device)
+        return out.index_put_((i[0][on_diag], i[1][on_diag]), v[on_diag], accumulate=True)
+
+    def expected_next_values(self, V: Tensor) -> Tensor:
+        """``sum_s' P[s, a, s'] V[s']`` for every ``(s, a)``: ``V [S] -> [S, A]``."""
+        return (self._P2 @ V).view(self.n_states, self.n_actions)
+
+    def q_values(self, V: Tensor) -> Tensor:
+        """One-step look-ahead ``q(s, a) = r(s, a) + gamma * sum_s' P[s, a, s'] V[s']``: ``[S, A]``."""
+        return torch.addmv(self.R.view(-1), self._P2, V, alpha=self.gamma).view(
+            self.n_states, self.n_actions
+        )
+
+    def uniform_policy(self) -> Tensor:
+        """The equiprobable random policy over the allowed actions: ``[S, A]``."""
+        pi = self.action_mask.to(torch.float64)
+        return pi / pi.sum(1, keepdim=True)
+
+    def check_policy(self, policy: Any) -> Tensor:
+        """Validate a stochastic policy ``[S, A]`` (rows sum to 1, no disallowed actions)."""
+        pi = _as_float_tensor(policy, "policy").to(self.device)
+        if tuple(pi.shape) != (self.n_states, self.n_actions):
+            raise ValueError(
+                f"policy must have shape [S, A] = [{self.n_states}, {self.n_actions}] of action "
+                f"probabilities, got {list(pi.shape)}"
+            )
+        if (pi < 0).any() or not torch.isfinite(pi).all():
+            s = int(torch.nonzero(~(pi >= 0)).flatten()[0])
+            raise ValueError(f"policy has a negative or non-finite probability in state {s}")
+        off = (pi.sum(1) - 1.0).abs() > _ATOL
+        if off.any():
+            s = int(torch.nonzero(off)[0])
+            raise ValueError(
+                f"policy row {s} sums to {pi[s].sum().item():.6g}, not 1: a policy gives "
+                "each state a probability distribution over actions"
+            )
+        forbidden = (pi > 0) & ~self.action_mask
+        if forbidden.any():
+            s, a = torch.nonzero(forbidden)[0].tolist()
+            raise ValueError(f"policy gives probability to action {a}, not allowed in state {s}")
+        return pi
+
+    def policy_matrices(self, policy: Tensor) -> tuple[Tensor, Tensor]:
+        """``P_pi [S, S]`` and ``r_pi [S]`` of a policy (dense; for the exact solve)."""
+        pi = self.check_policy(policy)
+        P = self.P.to_dense() if self.is_sparse else self.P
+        return torch.einsum("sa,sat->st", pi, P), (pi * self.R).sum(1)
+
+    # ----------------------------------------------------------- constructors
+    @classmethod
+    def from_successors(
+        cls,
+        next_states: Any,
+        probs: Any,
+        R: Any,
+        gamma: float,
+        terminal: Any = None,
+        **kwargs: Any,
+    ) -> TabularMDP:
+        """A sparse MDP from successor lists: ``next_states [S, A, K]`` (int), ``probs [S, A, K]``.
+
+        Each ``(s, a)`` has at most ``K`` successors; repeated successors add up.
+        """
+        idx = torch.as_tensor(next_states)
+        if idx.dtype.is_floating_point or idx.dtype == torch.bool:
+            raise TypeError(f"next_states must be integers, got dtype {idx.dtype}")
+        pr = _as_float_tensor(probs, "probs")
+        if idx.dim() != 3 or tuple(pr.shape) != tuple(idx.shape):
+            raise ValueError(
+                f"next_states and probs must both have shape [S, A, K], got {list(idx.shape)} "
+                f"and {list(pr.shape)}"
+            )
+        S, A, K = idx.shape
+        if idx.numel() and (idx.min() < 0 or idx.max() >= S):
+            raise ValueError(f"next_states must lie in [0, {S}), got values up to {int(idx.max())}")
+        s = torch.arange(S, device=idx.device).view(S, 1, 1).expand(S, A, K)
+        a = torch.arange(A, device=idx.device).view(1, A, 1).expand(S, A, K)
+        indices = torch.stack([s.reshape(-1), a.reshape(-1), idx.reshape(-1).long()])
+        P = torch.sparse_coo_tensor(
+            indices, pr.reshape(-1).to(idx.device), (S, A, S), check_invariants=False
+        )
+        return cls(P, R, gamma, terminal, **kwargs)
+
+    @classmethod
+    def from_gymnasium(cls, env: Any, gamma: float | None = None, **make_kwargs: Any) -> TabularMDP:
+        """Build the MDP of a gymnasium ``toy_text`` env (or a course env) from its table.
+
+        See :func:`from_gymnasium`.
+        """
+        return from_gymnasium(env, gamma, **make_kwargs)
+
+
+def _coo3_to_csr2(P: Tensor) -> Tensor:
+    """Sparse COO ``[S, A, S]`` -> CSR ``[S*A, S]`` for fast matrix-vector products."""
+    S, A, _ = P.shape
+    i = P.indices()
+    rows = i[0] * A + i[1]
+    coo2 = torch.sparse_coo_tensor(
+        torch.stack([rows, i[2]]), P.values(), (S * A, S), check_invariants=False
+    ).coalesce()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return coo2.to_sparse_csr()
+
+
+# ---------------------------------------------------------------------------
+# gymnasium toy_text environments
+
+
+def _action_names(unwrapped: Any) -> tuple[str, ...] | None:
+    """The env's own action numbering, read from gymnasium's constants where it has them."""
+    cls = type(unwrapped).__name__
+    if hasattr(unwrapped, "action_names"):
+        return tuple(unwrapped.action_names)
+    if cls == "FrozenLakeEnv":
+        from gymnasium.envs.toy_text import frozen_lake as m
+
+        named = {m.LEFT: "left", m.DOWN: "down", m.RIGHT: "right", m.UP: "up"}
+    elif cls == "CliffWalkingEnv":
+        from gymnasium.envs.toy_text import cliffwalking as m
+
+        named = {m.UP: "up", m.RIGHT: "right", m.DOWN: "down", m.LEFT: "left"}
+    elif cls == "TaxiEnv":
+        # gymnasium documents Taxi's actions as 0 south, 1 north, 2 east, 3 west, 4 pickup, 5 drop off
+        named = dict(enumerate(("south", "north", "east", "west", "pickup", "dropoff")))
+    else:
+        return None
+    return tuple(named[a] for a in range(len(named)))
+
+
+def _grid_info(unwrapped: Any) -> GridInfo | None:
+    cls = type(unwrapped).__name__
+    if cls == "FrozenLakeEnv":
+        desc = unwrapped.desc
+        layout = tuple(bytes(row).decode() for row in desc)
+        rows, cols = desc.shape
+    elif cls == "CliffWalkingEnv":
+        rows, cols = unwrapped.shape
+        chars = np.full((rows, cols), ".")
+        chars[unwrapped._cliff] = "C"
+        chars[np.unravel_index(unwrapped.start_state_index, (rows, cols))] = "S"
+        chars[rows - 1, cols - 1] = "G"
+        layout = tuple("".join(r) for r in chars)
+    else:
+        return None
+    cells = tuple((r, c) for r in range(rows) for c in range(cols))
+    return GridInfo((int(rows), int(cols)), cells, layout)
+
+
+def from_gymnasium(env: Any, gamma: float | None = None, **make_kwargs: Any) -> TabularMDP:
+    """Build a :class:`TabularMDP` from a gymnasium env with a transition table.
+
+    ``env`` is an environment or an id such as ``"FrozenLake-v1"`` (``make_kwargs``
+    go to ``gymnasium.make``). toy_text envs (FrozenLake, CliffWalking, Taxi)
+    expose ``env.unwrapped.P[s][a] = [(prob, next_state, reward, terminated), ...]``;
+    the course's own envs expose ``to_mdp()``.
+
+    Termination comes from each transition's ``terminated`` flag, not from the
+    state table: a state entered with ``terminated=True`` ends the episode, so it
+    becomes an absorbing terminal state with zero reward (CliffWalking's goal,
+    for instance, is not absorbing in gymnasium's table).
+
+    ``gamma`` is required for gymnasium's envs, which define no discount; the
+    course's textbook envs default to the book's value.
+    """
+    import gymnasium as gym
+
+    if isinstance(env, str):
+        try:
+            env = gym.make(env, **make_kwargs)
+        except gym.error.Error as err:
+            raise ValueError(f"unknown environment id {env!r}: {err}") from err
+    elif make_kwargs:
+        raise TypeError("keyword arguments for gymnasium.make are only accepted with an env id")
+    u = env.unwrapped
+    if hasattr(u, "to_mdp"):
+        return u.to_mdp() if gamma is None else u.to_mdp(gamma=gamma)
+    spec = getattr(env, "spec", None)
+    label = spec.id if spec is not None else type(u).__name__
+    table = getattr(u, "P", None)
+    if not isinstance(table, dict):
+        raise ValueError(
+            f"{label} has no transition table (env.unwrapped.P); from_gymnasium supports the "
+            "toy_text envs (FrozenLake, CliffWalking, Taxi) and the course's envs"
+        )
+    if not isinstance(env.observation_space, gym.spaces.Discrete) or not isinstance(
+        env.action_space, gym.spaces.Discrete
+    ):
+        raise ValueError(f"{label} must have Discrete observation and action spaces")
+    if gamma is None:
+        raise TypeError(
+            f"{label} defines no discount factor: pass gamma, e.g. from_gymnasium(env, gamma=0.99)"
+        )
+    S, A = int(env.observation_space.n), int(env.action_space.n)
+
+    # Flatten the nested dict once: one row per (s, a, outcome).
+    s_idx, a_idx, s_next, probs, rewards, dones = [], [], [], [], [], []
+    for s, per_action in table.items():
+        for a, outcomes in per_action.items():
+            for p, s2, r, done in outcomes:
+                s_idx.append(s)
+                a_idx.append(a)
+                s_next.append(s2)
+                probs.append(p)
+                rewards.append(r)
+                dones.append(done)
+    s_idx, a_idx, s_next = (np.asarray(x, dtype=np.int64) for x in (s_idx, a_idx, s_next))
+    probs, rewards = np.asarray(probs, dtype=np.float64), np.asarray(rewards, dtype=np.float64)
+    dones = np.asarray(dones, dtype=bool)
+
+    terminal = np.zeros(S, dtype=bool)
+    terminal[s_next[dones]] = True
+    # Only transitions an episode can take must agree: from states reachable from the
+    # start without passing through a terminal state (Taxi's table, for one, also lists
+    # moves between "passenger already delivered" states that no episode visits).
+    initial = getattr(u, "initial_state_distrib", None)
+    live = (probs > 0) & ~terminal[s_idx]
+    reach = np.ones(S, dtype=bool) if initial is None else np.asarray(initial) > 0
+    while True:
+        new = reach.copy()
+        new[s_next[live & reach[s_idx]]] = True
+        if (new == reach).all():
+            break
+        reach = new
+    mixed = terminal[s_next] & ~dones & live & reach[s_idx]
+    if mixed.any():
+        i = int(np.flatnonzero(mixed)[0])
+        raise ValueError(
+            f"{label}: state {s_next[i]} is entered both with and without termination, so "
+            "termination is not a property of the state and cannot be made absorbing"
+        )
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    np.add.at(P, (s_idx, a_idx, s_next), probs)
+    np.add.at(R, (s_idx, a_idx), probs * rewards)
+    # The episode ends on entering a terminal state: make it absorbing with zero reward.
+    P[terminal] = 0.0
+    P[terminal, :, np.flatnonzero(terminal)] = 1.0
+    R[terminal] = 0.0
+    return TabularMDP(
+        P,
+        R,
+        gamma,
+        torch.from_numpy(terminal),
+        action_names=_action_names(u),
+        grid=_grid_info(u),
+        initial=None if initial is None else np.asarray(initial, dtype=np.float64),
+        name=label,
+    )
