@@ -167,9 +167,8 @@ def policy_evaluation(
     V0: Any = None,
 ) -> Tensor:
     """Iterative policy evaluation: ``v_pi [S]`` of ``policy [S, A]`` to within ``theta``."""
-    for sweep in policy_evaluation_sweeps(mdp, policy, theta, max_sweeps=max_sweeps, V0=V0):
-        pass
-    return sweep.V
+    *_, last = policy_evaluation_sweeps(mdp, policy, theta, max_sweeps=max_sweeps, V0=V0)
+    return last.V
 
 
 def exact_policy_evaluation(mdp: TabularMDP, policy: Any) -> Tensor:

@@ -101,13 +101,17 @@ class TabularMDP:
             raise ValueError(f"P must have shape [S, A, S], got {tuple(P.shape)}")
         S, A, S2 = P.shape
         if S != S2:
-            raise ValueError(f"P must have shape [S, A, S] with the same S twice, got {tuple(P.shape)}")
+            raise ValueError(
+                f"P must have shape [S, A, S] with the same S twice, got {tuple(P.shape)}"
+            )
         if S == 0 or A == 0:
             raise ValueError(f"P must have at least one state and one action, got {tuple(P.shape)}")
         if R.is_sparse:
             R = R.to_dense()
         if tuple(R.shape) != (S, A):
-            raise ValueError(f"R must have shape [S, A] = [{S}, {A}] to match P, got {tuple(R.shape)}")
+            raise ValueError(
+                f"R must have shape [S, A] = [{S}, {A}] to match P, got {tuple(R.shape)}"
+            )
         R = R.to(P.device)
         if not torch.isfinite(R).all():
             s, a = torch.nonzero(~torch.isfinite(R))[0].tolist()
@@ -268,7 +272,7 @@ class TabularMDP:
         return (self._P2 @ V).view(self.n_states, self.n_actions)
 
     def q_values(self, V: Tensor) -> Tensor:
-        """One-step look-ahead ``q(s, a) = r(s, a) + gamma * sum_s' P[s, a, s'] V[s']``: ``[S, A]``."""
+        """One-step look-ahead ``q(s,a) = r(s,a) + gamma sum_s' P[s,a,s'] V[s']``: ``[S, A]``."""
         return torch.addmv(self.R.view(-1), self._P2, V, alpha=self.gamma).view(
             self.n_states, self.n_actions
         )
@@ -383,7 +387,7 @@ def _action_names(unwrapped: Any) -> tuple[str, ...] | None:
 
         named = {m.UP: "up", m.RIGHT: "right", m.DOWN: "down", m.LEFT: "left"}
     elif cls == "TaxiEnv":
-        # gymnasium documents Taxi's actions as 0 south, 1 north, 2 east, 3 west, 4 pickup, 5 drop off
+        # gymnasium documents Taxi's actions: 0 south, 1 north, 2 east, 3 west, 4 pickup, 5 dropoff
         named = dict(enumerate(("south", "north", "east", "west", "pickup", "dropoff")))
     else:
         return None

@@ -44,7 +44,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     random.seed(int(seed))
-    np.random.seed(int(seed) % 2**32)
+    np.random.seed(int(seed) % 2**32)  # noqa: NPY002 -- seeds code that uses the legacy API
     torch.manual_seed(int(seed))
     return np.random.default_rng(int(seed))
 

@@ -45,7 +45,8 @@ class GamblerEnv(TabularEnv):
         P[ss, aa, ss - aa] += 1.0 - p_h  # tails: lose it
         reward[ss, aa, goal] = 1.0  # +1 on reaching the goal, 0 otherwise
         no_bet = ~allowed | terminal[:, None]
-        P[np.nonzero(no_bet) + (np.nonzero(no_bet)[0],)] = 1.0
+        s_no, a_no = np.nonzero(no_bet)
+        P[s_no, a_no, s_no] = 1.0  # no bet: the capital stays
         initial = np.zeros(S)
         initial[1:goal] = 1.0 / (goal - 1)
         super().__init__(

@@ -127,7 +127,9 @@ def _parse_layout(layout: Sequence[str]) -> tuple[GridInfo, np.ndarray]:
         raise TypeError("layout must be a non-empty list of strings, one per row")
     widths = {len(r) for r in layout}
     if len(widths) != 1 or 0 in widths:
-        raise ValueError(f"layout rows must all have the same, non-zero length, got {sorted(widths)}")
+        raise ValueError(
+            f"layout rows must all have the same, non-zero length, got {sorted(widths)}"
+        )
     chars = np.array([list(r) for r in layout])
     unknown = set(chars.flat) - CELL_LETTERS
     if unknown:

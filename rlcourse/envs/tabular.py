@@ -131,9 +131,11 @@ class TabularEnv(gym.Env):
         if self.grid is None:
             return f"state {self._state}\n"
         rows, cols = self.grid.shape
-        chars = [list(r) for r in self.grid.layout] if self.grid.layout else [
-            ["."] * cols for _ in range(rows)
-        ]
+        chars = (
+            [list(r) for r in self.grid.layout]
+            if self.grid.layout
+            else [["."] * cols for _ in range(rows)]
+        )
         r, c = self.grid.cells[self._state]
         chars[r][c] = "@"
         head = ""

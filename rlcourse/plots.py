@@ -1,0 +1,300 @@
+"""Figures of the course: value heatmaps with policy arrows, convergence curves,
+the gambler's problem.
+
+Every function draws on a matplotlib ``Axes`` (a new figure when ``ax`` is None)
+and returns it, so figures can be combined with ``plt.subplots``. Arrows are
+read from the MDP's own action names (FrozenLake's action 0 is *left*,
+CliffWalking's is *up*), never from an assumed order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from rlcourse import dp
+from rlcourse.mdp import TabularMDP
+
+#: one colour per algorithm, the same in every chapter
+COLOURS: dict[str, str] = {
+    "policy evaluation": "#4C72B0",
+    "value iteration": "#DD8452",
+    "policy iteration": "#55A868",
+    "monte carlo": "#8172B3",
+    "td(0)": "#C44E52",
+    "sarsa": "#937860",
+    "q-learning": "#DA8BC3",
+    "expected sarsa": "#8C8C8C",
+}
+VALUE_CMAP = "viridis"
+
+# (d_col, d_row) on screen for the direction an action name means
+_DIRECTIONS: dict[str, tuple[float, float]] = {
+    "up": (0, -1),
+    "north": (0, -1),
+    "down": (0, 1),
+    "south": (0, 1),
+    "left": (-1, 0),
+    "west": (-1, 0),
+    "right": (1, 0),
+    "east": (1, 0),
+}
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    return plt.figure(figsize=figsize, layout="constrained").add_subplot()
+
+
+def action_directions(mdp: TabularMDP) -> np.ndarray:
+    """``[A, 2]`` screen direction ``(d_col, d_row)`` of each action; ``(0, 0)`` for non-moves."""
+    if mdp.action_names is None:
+        raise ValueError(
+            f"{mdp.name or 'this MDP'} has no action_names, so its actions cannot be drawn as "
+            "arrows; pass action_names=(...) to TabularMDP"
+        )
+    return np.array([_DIRECTIONS.get(n.lower(), (0.0, 0.0)) for n in mdp.action_names], float)
+
+
+def plot_value_grid(
+    mdp: TabularMDP,
+    V: Tensor,
+    *,
+    policy: Tensor | bool = True,
+    ax: Axes | None = None,
+    title: str | None = None,
+    decimals: int = 1,
+    show_values: bool = True,
+    tol: float = 1e-6,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+) -> Axes:
+    """Heatmap of ``V [S]`` over the MDP's grid, with policy arrows.
+
+    ``policy=True`` draws the greedy actions of ``V`` (every action within ``tol``
+    of the best, so ties show as several arrows); a ``[S, A]`` tensor draws the
+    actions it gives positive probability; ``False`` draws none. Walls are grey,
+    terminal cells carry no arrows.
+    """
+    if mdp.grid is None:
+        raise ValueError(f"{mdp.name or 'this MDP'} has no grid layout to draw a heatmap on")
+    V = torch.as_tensor(V).detach().to("cpu", torch.float64)
+    if tuple(V.shape) != (mdp.n_states,):
+        raise ValueError(f"V must have shape [S] = [{mdp.n_states}], got {list(V.shape)}")
+    rows, cols = mdp.grid.shape
+    cells = np.array(mdp.grid.cells)
+    values = np.full((rows, cols), np.nan)
+    values[cells[:, 0], cells[:, 1]] = V.numpy()
+    ax = _new_axes(ax, (0.9 * cols + 1.2, 0.9 * rows + 0.6))
+    cmap = plt.get_cmap(VALUE_CMAP).with_extremes(bad="#555555")
+    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, shrink=0.8, label="value")
+    ax.set_xticks(np.arange(cols))
+    ax.set_yticks(np.arange(rows))
+    ax.set_xticks(np.arange(cols + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(rows + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=1)
+    ax.tick_params(which="both", length=0, labelsize=8)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    if title:
+        ax.set_title(title)
+
+    terminal = mdp.terminal.cpu().numpy()
+    if mdp.grid.layout is not None:
+        for s, (r, c) in enumerate(mdp.grid.cells):
+            letter = mdp.grid.layout[r][c]
+            if letter not in ".FS" or terminal[s]:
+                ax.text(
+                    c - 0.42,
+                    r - 0.42,
+                    letter,
+                    fontsize=7,
+                    color="white",
+                    va="top",
+                    ha="left",
+                    fontweight="bold",
+                )
+    if show_values:
+        norm = im.norm
+        for r, c in mdp.grid.cells:
+            shade = cmap(norm(values[r, c]))
+            light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
+            ax.text(
+                c,
+                r + (0.28 if policy is not False else 0.0),
+                f"{values[r, c]:.{decimals}f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if light else "white",
+            )
+
+    if policy is not False:
+        if policy is True:
+            shown = dp.greedy_ties(mdp, V.to(mdp.device), tol).cpu().numpy()
+        else:
+            shown = mdp.check_policy(policy).cpu().numpy() > 0
+        shown[terminal] = False
+        direction = action_directions(mdp)  # [A, 2]
+        s_idx, a_idx = np.nonzero(shown & (np.abs(direction).sum(1) > 0)[None, :])
+        rc = cells[s_idx]
+        d = direction[a_idx] * 0.3  # arrows start at the centre and point the way
+        centre_row = rc[:, 0] - (0.1 if show_values else 0.0)
+        ax.quiver(
+            rc[:, 1],
+            centre_row,
+            d[:, 0],
+            d[:, 1],
+            angles="xy",
+            scale_units="xy",
+            scale=1,
+            pivot="tail",
+            color="white",
+            edgecolor="black",
+            linewidth=0.6,
+            width=0.006 * max(1.0, 8 / max(rows, cols)),
+            headwidth=4,
+            headlength=4,
+            headaxislength=3.5,
+        )
+    return ax
+
+
+def grid_table(mdp: TabularMDP, V: Tensor, decimals: int = 1) -> str:
+    """``V [S]`` as a text table laid out on the MDP's grid (walls shown as ``#``).
+
+    Values are rounded to ``decimals`` and ``-0.0`` is printed as ``0.0``, so the
+    table is the same on every machine.
+    """
+    if mdp.grid is None:
+        raise ValueError(f"{mdp.name or 'this MDP'} has no grid layout")
+    rows, cols = mdp.grid.shape
+    V = torch.as_tensor(V).detach().cpu().numpy()
+    text = np.full((rows, cols), "#", dtype=object)
+    for s, (r, c) in enumerate(mdp.grid.cells):
+        text[r, c] = f"{round(float(V[s]), decimals) + 0.0:.{decimals}f}"
+    width = max(len(t) for t in text.flat)
+    return "\n".join(" ".join(f"{t:>{width}}" for t in row) for row in text)
+
+
+def plot_value_grids(
+    mdp: TabularMDP,
+    panels: Mapping[str, Tensor],
+    *,
+    policy: bool = True,
+    decimals: int = 1,
+    ncols: int | None = None,
+) -> Figure:
+    """Several value grids side by side on a shared colour scale: ``{title: V [S]}``."""
+    n = len(panels)
+    ncols = ncols or n
+    nrows = -(-n // ncols)
+    rows, cols = mdp.grid.shape if mdp.grid else (1, 1)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(ncols * (0.75 * cols + 0.6), nrows * (0.75 * rows + 0.8)),
+        layout="constrained",
+        squeeze=False,
+    )
+    stacked = torch.stack([torch.as_tensor(v).detach().cpu() for v in panels.values()])
+    vmin, vmax = float(stacked.min()), float(stacked.max())
+    for ax, (title, V) in zip(axes.flat, panels.items(), strict=False):
+        plot_value_grid(
+            mdp,
+            V,
+            policy=policy,
+            ax=ax,
+            title=title,
+            decimals=decimals,
+            vmin=vmin,
+            vmax=vmax,
+            colorbar=False,
+        )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    fig.colorbar(axes.flat[0].images[0], ax=axes, shrink=0.8, label="value")
+    return fig
+
+
+def plot_convergence(
+    deltas: Sequence[float] | Mapping[str, Sequence[float]],
+    *,
+    theta: float | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """``max_s |V_k(s) - V_{k-1}(s)|`` against the sweep ``k``, log scale.
+
+    ``deltas`` is one sequence, or ``{label: sequence}`` to compare runs.
+    """
+    ax = _new_axes(ax, (6, 3.5))
+    series = deltas if isinstance(deltas, Mapping) else {"": deltas}
+    for label, d in series.items():
+        d = np.asarray(d, dtype=float)
+        colour = COLOURS.get(label.split(" (")[0].lower())
+        ax.semilogy(
+            np.arange(1, len(d) + 1), np.maximum(d, 1e-300), label=label or None, color=colour
+        )
+    if theta is not None:
+        ax.axhline(theta, color="grey", linestyle="--", linewidth=1, label=f"θ = {theta:g}")
+    ax.set_xlabel("sweep k")
+    ax.set_ylabel("max |V_k − V_{k−1}|")
+    if title:
+        ax.set_title(title)
+    if len(series) > 1 or theta is not None:
+        ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_gambler(
+    mdp: TabularMDP,
+    values: Mapping[str, Tensor],
+    *,
+    tol: float = 1e-8,
+) -> Figure:
+    """The two panels of the book's Figure 4.3 for the gambler's problem.
+
+    Top: value estimates ``{label: V [S]}`` against capital (e.g. a few sweeps and
+    the final one). Bottom: the optimal stakes of the last ``V``: every stake whose
+    value is within ``tol`` of the best as a dot (optimal policies are not unique),
+    and the smallest such stake as a line, the policy the book draws.
+    """
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), layout="constrained")
+    capital = np.arange(mdp.n_states)
+    for label, V in values.items():
+        top.plot(capital[1:-1], torch.as_tensor(V).cpu().numpy()[1:-1], label=label)
+    top.set_xlabel("capital")
+    top.set_ylabel("value estimate")
+    top.legend(frameon=False, fontsize=8)
+    top.grid(alpha=0.3)
+    V = list(values.values())[-1]
+    ties = dp.greedy_ties(mdp, torch.as_tensor(V).to(mdp.device), tol).cpu().numpy()
+    ties[mdp.terminal.cpu().numpy()] = False
+    s_idx, stake = np.nonzero(ties)
+    bottom.scatter(s_idx, stake, s=6, color="#BBBBBB", label="tied optimal stakes")
+    live = ~mdp.terminal.cpu().numpy()
+    smallest = np.argmax(ties, axis=1)
+    bottom.step(
+        capital[live],
+        smallest[live],
+        where="mid",
+        color=COLOURS["value iteration"],
+        label="smallest optimal stake",
+    )
+    bottom.set_xlabel("capital")
+    bottom.set_ylabel("final policy (stake)")
+    bottom.legend(frameon=False, fontsize=8)
+    bottom.grid(alpha=0.3)
+    return fig
