@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -63,7 +64,9 @@ class DPResult:
 
 
 def _check_theta(theta: Any) -> float:
-    if isinstance(theta, bool) or not isinstance(theta, int | float) or not theta > 0:
+    if isinstance(theta, bool) or not isinstance(theta, int | float | np.integer | np.floating):
+        raise TypeError(f"theta must be a number, got {type(theta).__name__} {theta!r}")
+    if not theta > 0:
         raise ValueError(f"theta must be a positive number, got {theta!r}")
     return float(theta)
 

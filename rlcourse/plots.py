@@ -161,11 +161,12 @@ def plot_value_grid(
             pivot="tail",
             color="white",
             edgecolor="black",
-            linewidth=0.6,
-            width=0.006 * max(1.0, 8 / max(rows, cols)),
-            headwidth=4,
-            headlength=4,
-            headaxislength=3.5,
+            linewidth=0.5,
+            units="xy",  # sizes in cells, whatever the grid's shape
+            width=0.05,
+            headwidth=3.5,
+            headlength=3,
+            headaxislength=2.6,
         )
     return ax
 

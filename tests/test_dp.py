@@ -346,18 +346,33 @@ def test_value_iteration_not_converging_raises() -> None:
         dp.value_iteration(mdp, max_sweeps=5)
 
 
-@pytest.mark.parametrize("theta", [0, 0.0, -1e-3, True, "1e-8"])
-def test_nonpositive_theta_rejected(theta: object) -> None:
-    """theta <= 0 (or not a number) is a ValueError in every iterative algorithm."""
+@pytest.mark.parametrize(
+    ("theta", "error", "message"),
+    [
+        (0, ValueError, "theta must be a positive number"),
+        (0.0, ValueError, "theta must be a positive number"),
+        (-1e-3, ValueError, "theta must be a positive number"),
+        (True, TypeError, "theta must be a number"),
+        ("1e-8", TypeError, "theta must be a number"),
+    ],
+)
+def test_bad_theta_rejected(theta: object, error: type, message: str) -> None:
+    """theta <= 0 is a ValueError, a non-number a TypeError, in every iterative algorithm."""
     mdp = two_state_mdp()
-    with pytest.raises(ValueError, match="theta must be a positive number"):
+    with pytest.raises(error, match=message):
         dp.value_iteration(mdp, theta=theta)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="theta must be a positive number"):
+    with pytest.raises(error, match=message):
         dp.policy_evaluation(mdp, mdp.uniform_policy(), theta=theta)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="theta must be a positive number"):
+    with pytest.raises(error, match=message):
         dp.policy_iteration(mdp, theta=theta)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="theta must be a positive number"):
+    with pytest.raises(error, match=message):
         next(dp.value_iteration_sweeps(mdp, theta=theta))  # type: ignore[arg-type]
+
+
+def test_numpy_theta_accepted() -> None:
+    """A NumPy float is a valid theta (as it is a valid gamma)."""
+    mdp = two_state_mdp()
+    assert dp.value_iteration(mdp, theta=np.float32(1e-6)).deltas[-1] < 1e-6
 
 
 def test_v0_of_wrong_shape() -> None:

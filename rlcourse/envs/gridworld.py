@@ -26,6 +26,7 @@ from rlcourse.mdp import GridInfo
 ACTION_NAMES = ("up", "right", "down", "left")
 MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])  # (d_row, d_col) of each action
 CELL_LETTERS = set(".S#GT") | {"A", "B"}
+TELEPORT_TARGET_COLOUR = (232, 218, 245)  # lighter than the teleport cells A and B
 
 Cell = tuple[int, int]
 
@@ -120,6 +121,8 @@ class GridWorldEnv(TabularEnv):
             name=name,
             render_mode=render_mode,
         )
+        for (r2, c2), _ in (teleports or {}).values():
+            self.cell_colours[(r2, c2)] = TELEPORT_TARGET_COLOUR
 
 
 def _parse_layout(layout: Sequence[str]) -> tuple[GridInfo, np.ndarray]:
@@ -134,7 +137,7 @@ def _parse_layout(layout: Sequence[str]) -> tuple[GridInfo, np.ndarray]:
     unknown = set(chars.flat) - CELL_LETTERS
     if unknown:
         raise ValueError(
-            f"unknown cell letters {sorted(unknown)} in layout; use . S # G T (and A B for labels)"
+            f"unknown cell letters {sorted(str(c) for c in unknown)} in layout; use . S # G T (and A B for labels)"
         )
     cells = tuple((int(r), int(c)) for r, c in zip(*np.nonzero(chars != "#"), strict=True))
     if not cells:

@@ -78,13 +78,25 @@ class TabularEnv(gym.Env):
         self._cdf[..., -1] = 1.0  # guard against rounding: the last bin catches u ~ 1
         self._state = 0
         self._last_action: int | None = None
+        #: extra cell colours for the rgb rendering, {(row, col): (r, g, b)}
+        self.cell_colours: dict[tuple[int, int], tuple[int, int, int]] = {}
 
     # ---------------------------------------------------------------- gym API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
+        """Start an episode; ``options={"start_state": s}`` starts it in state ``s``."""
         super().reset(seed=seed)
-        self._state = int(self.np_random.choice(len(self.initial), p=self.initial))
+        start = (options or {}).get("start_state")
+        if start is None:
+            self._state = int(self.np_random.choice(len(self.initial), p=self.initial))
+        elif not self.observation_space.contains(start):
+            raise ValueError(
+                f"options['start_state'] must be a state in [0, {self.observation_space.n}), "
+                f"got {start!r}"
+            )
+        else:
+            self._state = int(start)
         self._last_action = None
         return self._state, self._info(1.0)
 
@@ -154,6 +166,8 @@ class TabularEnv(gym.Env):
                 img[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = CELL_COLOURS.get(
                     ch, CELL_COLOURS["."]
                 )
+        for (r, c), colour in self.cell_colours.items():
+            img[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = colour
         img[::cell, :] = 160  # grid lines
         img[:, ::cell] = 160
         r, c = self.grid.cells[self._state]
