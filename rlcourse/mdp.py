@@ -233,22 +233,29 @@ class TabularMDP:
             f"terminal={int(self.terminal.sum())}, {kind}, device={self.device})"
         )
 
-    def to(self, device: str | torch.device) -> TabularMDP:
-        """A copy of this MDP with every tensor on ``device``."""
-        from rlcourse.utils import resolve_device
-
-        dev = resolve_device(device)
+    def _rebuilt(self, P: Tensor, device: torch.device) -> TabularMDP:
+        """A validated copy with transition tensor ``P`` on ``device``, all else the same."""
         return TabularMDP(
-            self.P.to(dev),
-            self.R.to(dev),
+            P.to(device),
+            self.R.to(device),
             self.gamma,
-            self.terminal.to(dev),
-            action_mask=self.action_mask.to(dev),
+            self.terminal.to(device),
+            action_mask=self.action_mask.to(device),
             action_names=self.action_names,
             grid=self.grid,
-            initial=self.initial.to(dev),
+            initial=self.initial.to(device),
             name=self.name,
         )
+
+    def to(self, device: str | torch.device) -> TabularMDP:
+        """A copy of this MDP with every tensor on ``device`` (``"cpu"``, ``"cuda"``...)."""
+        from rlcourse.utils import resolve_device
+
+        return self._rebuilt(self.P, resolve_device(device))
+
+    def to_sparse(self) -> TabularMDP:
+        """A copy with ``P`` stored sparse: for MDPs whose states have few successors."""
+        return self._rebuilt(self.P if self.is_sparse else self.P.to_sparse(), self.device)
 
     def with_gamma(self, gamma: float) -> TabularMDP:
         """The same MDP with another discount factor (the tensors are shared, not copied)."""

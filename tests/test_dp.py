@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_mdp import random_successor_mdp
 
 from rlcourse import dp
 from rlcourse.envs import GamblerEnv, example_3_5, example_4_1
@@ -52,17 +53,9 @@ def grid(values: list[list[float]]) -> torch.Tensor:
 
 def sparse_copy(mdp: TabularMDP) -> TabularMDP:
     """The same MDP with P stored as a sparse COO tensor."""
-    return TabularMDP(
-        mdp.P.to_sparse(),
-        mdp.R,
-        mdp.gamma,
-        mdp.terminal,
-        action_mask=mdp.action_mask,
-        action_names=mdp.action_names,
-        grid=mdp.grid,
-        initial=mdp.initial,
-        name=mdp.name,
-    )
+    sparse = mdp.to_sparse()
+    assert sparse.is_sparse and not mdp.is_sparse
+    return sparse
 
 
 def one_hot(actions: list[int] | torch.Tensor, n_actions: int) -> torch.Tensor:
@@ -517,15 +510,6 @@ def test_runs_are_bit_identical() -> None:
     assert torch.equal(c.policy, d.policy)
 
 
-def random_successor_lists(S: int, A: int, K: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    next_states = torch.randint(0, S, (S, A, K), generator=g)
-    w = torch.rand(S, A, K, generator=g, dtype=torch.float64) + 0.05
-    probs = w / w.sum(-1, keepdim=True)
-    R = torch.randn(S, A, generator=g, dtype=torch.float64)
-    return next_states, probs, R
-
-
 def reference_value_iteration(next_states, probs, R, gamma: float, theta: float) -> np.ndarray:
     """Value iteration written as the book's plain loops over states and actions."""
     nxt, pr, r = next_states.numpy(), probs.numpy(), R.numpy()
@@ -549,7 +533,7 @@ def reference_value_iteration(next_states, probs, R, gamma: float, theta: float)
 
 def test_value_iteration_matches_plain_loop_reference() -> None:
     """On a random sparse MDP (200 states) value iteration equals a plain-loop reference."""
-    next_states, probs, R = random_successor_lists(200, 4, 5, seed=3)
+    next_states, probs, R = random_successor_mdp(200, 4, 5, seed=3)
     mdp = TabularMDP.from_successors(next_states, probs, R, 0.9)
     result = dp.value_iteration(mdp, theta=1e-10)
     expected = reference_value_iteration(next_states, probs, R, 0.9, 1e-10)
@@ -560,7 +544,7 @@ def test_value_iteration_large_sparse_mdp() -> None:
     """20,000 states x 4 actions x 5 successors: value iteration converges and its result
     satisfies the Bellman optimality equation (checked with NumPy gathers)."""
     S, A, K, gamma, theta = 20_000, 4, 5, 0.9, 1e-8
-    next_states, probs, R = random_successor_lists(S, A, K, seed=4)
+    next_states, probs, R = random_successor_mdp(S, A, K, seed=4)
     mdp = TabularMDP.from_successors(next_states, probs, R, gamma)
     result = dp.value_iteration(mdp, theta=theta)
     assert result.deltas[-1] < theta

@@ -472,15 +472,7 @@ def test_to_cpu_keeps_everything(sparse: bool) -> None:
     env = rlcourse.envs.GamblerEnv(goal=10)
     mdp = env.to_mdp()
     if sparse:
-        mdp = TabularMDP(
-            mdp.P.to_sparse(),
-            mdp.R,
-            mdp.gamma,
-            mdp.terminal,
-            action_mask=mdp.action_mask,
-            action_names=mdp.action_names,
-            name=mdp.name,
-        )
+        mdp = mdp.to_sparse()
     moved = mdp.to("cpu")
     assert moved.device == torch.device("cpu")
     assert moved.is_sparse == sparse

@@ -137,7 +137,8 @@ def _parse_layout(layout: Sequence[str]) -> tuple[GridInfo, np.ndarray]:
     unknown = set(chars.flat) - CELL_LETTERS
     if unknown:
         raise ValueError(
-            f"unknown cell letters {sorted(str(c) for c in unknown)} in layout; use . S # G T (and A B for labels)"
+            f"unknown cell letters {sorted(str(c) for c in unknown)} in layout; "
+            "use . S # G T (and A B for labels)"
         )
     cells = tuple((int(r), int(c)) for r, c in zip(*np.nonzero(chars != "#"), strict=True))
     if not cells:
