@@ -376,57 +376,13 @@ def _coo3_to_csr2(P: Tensor) -> Tensor:
         return coo2.to_sparse_csr()
 
 
-# ---------------------------------------------------------------------------
-# gymnasium toy_text environments
-
-
-def _action_names(unwrapped: Any) -> tuple[str, ...] | None:
-    """The env's own action numbering, read from gymnasium's constants where it has them."""
-    cls = type(unwrapped).__name__
-    if hasattr(unwrapped, "action_names"):
-        return tuple(unwrapped.action_names)
-    if cls == "FrozenLakeEnv":
-        from gymnasium.envs.toy_text import frozen_lake as m
-
-        named = {m.LEFT: "left", m.DOWN: "down", m.RIGHT: "right", m.UP: "up"}
-    elif cls == "CliffWalkingEnv":
-        from gymnasium.envs.toy_text import cliffwalking as m
-
-        named = {m.UP: "up", m.RIGHT: "right", m.DOWN: "down", m.LEFT: "left"}
-    elif cls == "TaxiEnv":
-        # gymnasium documents Taxi's actions: 0 south, 1 north, 2 east, 3 west, 4 pickup, 5 dropoff
-        named = dict(enumerate(("south", "north", "east", "west", "pickup", "dropoff")))
-    else:
-        return None
-    return tuple(named[a] for a in range(len(named)))
-
-
-def _grid_info(unwrapped: Any) -> GridInfo | None:
-    cls = type(unwrapped).__name__
-    if cls == "FrozenLakeEnv":
-        desc = unwrapped.desc
-        layout = tuple(bytes(row).decode() for row in desc)
-        rows, cols = desc.shape
-    elif cls == "CliffWalkingEnv":
-        rows, cols = unwrapped.shape
-        chars = np.full((rows, cols), ".")
-        chars[unwrapped._cliff] = "C"
-        chars[np.unravel_index(unwrapped.start_state_index, (rows, cols))] = "S"
-        chars[rows - 1, cols - 1] = "G"
-        layout = tuple("".join(r) for r in chars)
-    else:
-        return None
-    cells = tuple((r, c) for r in range(rows) for c in range(cols))
-    return GridInfo((int(rows), int(cols)), cells, layout)
-
-
 def from_gymnasium(env: Any, gamma: float | None = None, **make_kwargs: Any) -> TabularMDP:
     """Build a :class:`TabularMDP` from a gymnasium env with a transition table.
 
     ``env`` is an environment or an id such as ``"FrozenLake-v1"`` (``make_kwargs``
-    go to ``gymnasium.make``). toy_text envs (FrozenLake, CliffWalking, Taxi)
-    expose ``env.unwrapped.P[s][a] = [(prob, next_state, reward, terminated), ...]``;
-    the course's own envs expose ``to_mdp()``.
+    go to ``gymnasium.make``): a toy_text env (FrozenLake, CliffWalking, Taxi), whose
+    table ``env.unwrapped.P[s][a] = [(prob, next_state, reward, terminated), ...]`` is
+    read by :func:`rlcourse.envs.as_tabular_env`, or one of the course's envs.
 
     Termination comes from each transition's ``terminated`` flag, not from the
     state table: a state entered with ``terminated=True`` ends the episode, so it
@@ -436,87 +392,6 @@ def from_gymnasium(env: Any, gamma: float | None = None, **make_kwargs: Any) -> 
     ``gamma`` is required for gymnasium's envs, which define no discount; the
     course's textbook envs default to the book's value.
     """
-    import gymnasium as gym
+    from rlcourse.envs.tabular import as_tabular_env
 
-    if isinstance(env, str):
-        try:
-            env = gym.make(env, **make_kwargs)
-        except gym.error.Error as err:
-            raise ValueError(f"unknown environment id {env!r}: {err}") from err
-    elif make_kwargs:
-        raise TypeError("keyword arguments for gymnasium.make are only accepted with an env id")
-    u = env.unwrapped
-    if hasattr(u, "to_mdp"):
-        return u.to_mdp() if gamma is None else u.to_mdp(gamma=gamma)
-    spec = getattr(env, "spec", None)
-    label = spec.id if spec is not None else type(u).__name__
-    table = getattr(u, "P", None)
-    if not isinstance(table, dict):
-        raise ValueError(
-            f"{label} has no transition table (env.unwrapped.P); from_gymnasium supports the "
-            "toy_text envs (FrozenLake, CliffWalking, Taxi) and the course's envs"
-        )
-    if not isinstance(env.observation_space, gym.spaces.Discrete) or not isinstance(
-        env.action_space, gym.spaces.Discrete
-    ):
-        raise ValueError(f"{label} must have Discrete observation and action spaces")
-    if gamma is None:
-        raise TypeError(
-            f"{label} defines no discount factor: pass gamma, e.g. from_gymnasium(env, gamma=0.99)"
-        )
-    S, A = int(env.observation_space.n), int(env.action_space.n)
-
-    # Flatten the nested dict once: one row per (s, a, outcome).
-    s_idx, a_idx, s_next, probs, rewards, dones = [], [], [], [], [], []
-    for s, per_action in table.items():
-        for a, outcomes in per_action.items():
-            for p, s2, r, done in outcomes:
-                s_idx.append(s)
-                a_idx.append(a)
-                s_next.append(s2)
-                probs.append(p)
-                rewards.append(r)
-                dones.append(done)
-    s_idx, a_idx, s_next = (np.asarray(x, dtype=np.int64) for x in (s_idx, a_idx, s_next))
-    probs, rewards = np.asarray(probs, dtype=np.float64), np.asarray(rewards, dtype=np.float64)
-    dones = np.asarray(dones, dtype=bool)
-
-    terminal = np.zeros(S, dtype=bool)
-    terminal[s_next[dones]] = True
-    # Only transitions an episode can take must agree: from states reachable from the
-    # start without passing through a terminal state (Taxi's table, for one, also lists
-    # moves between "passenger already delivered" states that no episode visits).
-    initial = getattr(u, "initial_state_distrib", None)
-    live = (probs > 0) & ~terminal[s_idx]
-    reach = np.ones(S, dtype=bool) if initial is None else np.asarray(initial) > 0
-    while True:
-        new = reach.copy()
-        new[s_next[live & reach[s_idx]]] = True
-        if (new == reach).all():
-            break
-        reach = new
-    mixed = terminal[s_next] & ~dones & live & reach[s_idx]
-    if mixed.any():
-        i = int(np.flatnonzero(mixed)[0])
-        raise ValueError(
-            f"{label}: state {s_next[i]} is entered both with and without termination, so "
-            "termination is not a property of the state and cannot be made absorbing"
-        )
-    P = np.zeros((S, A, S))
-    R = np.zeros((S, A))
-    np.add.at(P, (s_idx, a_idx, s_next), probs)
-    np.add.at(R, (s_idx, a_idx), probs * rewards)
-    # The episode ends on entering a terminal state: make it absorbing with zero reward.
-    P[terminal] = 0.0
-    P[terminal, :, np.flatnonzero(terminal)] = 1.0
-    R[terminal] = 0.0
-    return TabularMDP(
-        P,
-        R,
-        gamma,
-        torch.from_numpy(terminal),
-        action_names=_action_names(u),
-        grid=_grid_info(u),
-        initial=None if initial is None else np.asarray(initial, dtype=np.float64),
-        name=label,
-    )
+    return as_tabular_env(env, **make_kwargs).to_mdp(gamma)

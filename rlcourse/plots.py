@@ -10,6 +10,7 @@ CliffWalking's is *up*), never from an assumed order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -76,13 +77,15 @@ def plot_value_grid(
     vmin: float | None = None,
     vmax: float | None = None,
     colorbar: bool = True,
+    agent: int | None = None,
 ) -> Axes:
     """Heatmap of ``V [S]`` over the MDP's grid, with policy arrows.
 
     ``policy=True`` draws the greedy actions of ``V`` (every action within ``tol``
-    of the best, so ties show as several arrows); a ``[S, A]`` tensor draws the
-    actions it gives positive probability; ``False`` draws none. Walls are grey,
-    terminal cells carry no arrows.
+    of the best, so ties show as several arrows); a float ``[S, A]`` policy draws the
+    actions it gives positive probability, a bool ``[S, A]`` mask the actions it marks;
+    ``False`` draws none. Walls are grey, terminal cells carry no arrows. ``agent``
+    (a state) is marked with a red ring.
     """
     if mdp.grid is None:
         raise ValueError(f"{mdp.name or 'this MDP'} has no grid layout to draw a heatmap on")
@@ -127,6 +130,8 @@ def plot_value_grid(
     if show_values:
         norm = im.norm
         for r, c in mdp.grid.cells:
+            if np.isnan(values[r, c]):
+                continue
             shade = cmap(norm(values[r, c]))
             light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
             ax.text(
@@ -142,6 +147,8 @@ def plot_value_grid(
     if policy is not False:
         if policy is True:
             shown = dp.greedy_ties(mdp, V.to(mdp.device), tol).cpu().numpy()
+        elif torch.as_tensor(policy).dtype == torch.bool:
+            shown = torch.as_tensor(policy).cpu().numpy().copy()
         else:
             shown = mdp.check_policy(policy).cpu().numpy() > 0
         shown[terminal] = False
@@ -168,6 +175,115 @@ def plot_value_grid(
             headlength=3,
             headaxislength=2.6,
         )
+    if agent is not None:
+        r, c = mdp.grid.cells[int(agent)]
+        ax.add_patch(plt.Circle((c, r), 0.42, fill=False, color="#E8242C", linewidth=2.5))
+    return ax
+
+
+def plot_q_grid(
+    mdp: TabularMDP, Q: Tensor, *, visited: Any = None, tol: float = 1e-9, **kwargs: Any
+) -> Axes:
+    """``max_a Q(s, a)`` as a heatmap with the greedy actions of ``Q [S, A]`` as arrows
+    (ties drawn as several arrows). States where ``visited [S]`` is False (never
+    updated) are left grey without arrows. Keywords as :func:`plot_value_grid`."""
+    Q = torch.as_tensor(Q).detach().cpu().to(torch.float64)
+    if tuple(Q.shape) != (mdp.n_states, mdp.n_actions):
+        raise ValueError(
+            f"Q must have shape [S, A] = [{mdp.n_states}, {mdp.n_actions}], got {list(Q.shape)}"
+        )
+    V = Q.amax(1)
+    greedy = Q >= V.unsqueeze(1) - tol
+    if visited is not None:
+        seen = torch.as_tensor(np.asarray(visited), dtype=torch.bool)
+        V = torch.where(seen | mdp.terminal.cpu(), V, torch.nan)
+        greedy &= seen.unsqueeze(1)
+    return plot_value_grid(mdp, V, policy=greedy, **kwargs)
+
+
+# Student's t quantile t_{0.975, df} for 95% confidence intervals of a mean
+_T975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+    40: 2.021,
+    60: 2.000,
+    120: 1.980,
+}
+
+
+def t_critical_95(df: int) -> float:
+    """``t_{0.975}`` with ``df`` degrees of freedom (the largest tabulated df not above it)."""
+    if df < 1:
+        raise ValueError("a confidence interval needs at least two runs")
+    return _T975[max(k for k in _T975 if k <= df)] if df <= 120 else 1.960
+
+
+def smooth(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average along the last axis (the first points average what exists)."""
+    x = np.asarray(x, dtype=float)
+    if window <= 1:
+        return x
+    c = np.cumsum(x, axis=-1)
+    out = c.copy()
+    out[..., window:] = c[..., window:] - c[..., :-window]
+    n = np.minimum(np.arange(1, x.shape[-1] + 1), window)
+    return out / n
+
+
+def mean_and_ci(runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (axis 0) and the half-width of its 95% confidence interval."""
+    runs = np.asarray(runs, dtype=float)
+    n = runs.shape[0]
+    mean = runs.mean(0)
+    half = t_critical_95(n - 1) * runs.std(0, ddof=1) / np.sqrt(n) if n > 1 else 0 * mean
+    return mean, half
+
+
+def plot_learning_curves(
+    curves: Mapping[str, np.ndarray],
+    *,
+    smooth_window: int = 1,
+    ax: Axes | None = None,
+    xlabel: str = "episode",
+    ylabel: str = "return per episode",
+    title: str | None = None,
+    ylim: tuple[float, float] | None = None,
+    x: np.ndarray | None = None,
+) -> Axes:
+    """Mean and 95% confidence band over runs: ``{label: values [n_runs, n_points]}``.
+
+    Each run is smoothed first (a trailing mean over ``smooth_window`` points); the
+    band is the t-interval of the mean over runs, so it narrows with more runs.
+    """
+    ax = _new_axes(ax, (7, 4))
+    for i, (label, runs) in enumerate(curves.items()):
+        runs = np.atleast_2d(np.asarray(runs, dtype=float))
+        mean, half = mean_and_ci(smooth(runs, smooth_window))
+        xs = np.arange(1, mean.shape[0] + 1) if x is None else np.asarray(x)
+        colour = COLOURS.get(label.split(" (")[0].lower(), f"C{i}")
+        ax.plot(xs, mean, color=colour, label=f"{label} ({runs.shape[0]} runs)")
+        ax.fill_between(xs, mean - half, mean + half, color=colour, alpha=0.25, linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
     return ax
 
 

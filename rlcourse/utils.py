@@ -58,3 +58,34 @@ def device_summary() -> str:
     else:
         parts.append("no CUDA GPU (everything runs on the CPU)")
     return "; ".join(parts)
+
+
+class RandomStreams:
+    """One independent random stream per seed, drawn a block at a time (NumPy).
+
+    ``uniform(k)`` returns ``[N, k]`` numbers in ``[0, 1)``, row ``i`` from the stream of
+    ``seeds[i]``. Each row depends only on its own seed and on how many numbers that row
+    has consumed, so run ``i`` of a batch gives exactly the numbers it would give alone:
+    seeds are independent and reproducible whatever the batch size.
+    """
+
+    def __init__(self, seeds: list[int], block: int | None = None) -> None:
+        if len(seeds) == 0:
+            raise ValueError("RandomStreams needs at least one seed")
+        self.block = block or max(256, 2**20 // len(seeds))  # about 8 MB of numbers at a time
+        self._generators = [np.random.default_rng(int(s)) for s in seeds]
+        self._buffer = np.empty((len(seeds), 0))
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._generators)
+
+    def uniform(self, k: int = 1) -> np.ndarray:
+        """``[N, k]`` uniforms, the next ``k`` of every stream."""
+        if self._pos + k > self._buffer.shape[1]:
+            fresh = np.stack([g.random(self.block + k) for g in self._generators])
+            self._buffer = np.concatenate([self._buffer[:, self._pos :], fresh], axis=1)
+            self._pos = 0
+        out = self._buffer[:, self._pos : self._pos + k]
+        self._pos += k
+        return out

@@ -13,25 +13,38 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import ipywidgets as W
-import matplotlib
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rlcourse import dp, plots
+from rlcourse import dp, plots, tabular
 from rlcourse.envs import example_3_5, example_4_1
 from rlcourse.mdp import TabularMDP, from_gymnasium
 
+DPI = 90
 
-def _figure_png(draw: Callable[[Any], None], figsize: tuple[float, float]) -> bytes:
-    """Render ``draw(ax)`` on an off-screen figure and return the PNG bytes."""
+
+def _row() -> W.Layout:
+    """A row of controls that wraps on narrow windows."""
+    return W.Layout(flex_flow="row wrap", align_items="center")
+
+
+LABELS = {"description_width": "initial"}  # labels never cut off
+
+
+def _show_figure(image: W.Image, fig: Figure) -> None:
+    """Put ``fig`` into ``image`` as a PNG shown at its own pixel size (never stretched)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    image.value = buf.getvalue()
+    image.layout.width = f"{round(fig.get_figwidth() * DPI)}px"
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
-    draw(fig.add_subplot())
-    buf = io.BytesIO()
-    with matplotlib.rc_context({"savefig.dpi": 90}):
-        fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig
 
 
 #: the grid worlds the stepper offers: label -> (MDP factory taking gamma, default gamma)
@@ -74,12 +87,14 @@ class DPStepper:
             options=list(DP_ENVIRONMENTS),
             value=env,
             description="environment",
+            style=LABELS,
             layout=W.Layout(width="360px"),
         )
         self.algorithm_choice = W.Dropdown(
             options=list(DP_ALGORITHMS),
             value=algorithm,
             description="algorithm",
+            style=LABELS,
             layout=W.Layout(width="360px"),
         )
         self.gamma_slider = W.FloatSlider(
@@ -97,7 +112,7 @@ class DPStepper:
         )
         self.reset_button = W.Button(description="Reset", icon="undo")
         self.status = W.HTML()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.image = W.Image(format="png")
         self.step_button.on_click(lambda _: self.step())
         self.run_button.on_click(lambda _: self.run())
         self.reset_button.on_click(lambda _: self.reset())
@@ -106,8 +121,11 @@ class DPStepper:
         self.gamma_slider.observe(lambda _: self.reset(), names="value")
         self.widget = W.VBox(
             [
-                W.HBox([self.env_choice, self.algorithm_choice]),
-                W.HBox([self.gamma_slider, self.step_button, self.run_button, self.reset_button]),
+                W.HBox([self.env_choice, self.algorithm_choice], layout=_row()),
+                W.HBox(
+                    [self.gamma_slider, self.step_button, self.run_button, self.reset_button],
+                    layout=_row(),
+                ),
                 self.status,
                 self.image,
             ]
@@ -193,17 +211,16 @@ class DPStepper:
         pi_arrows = True if self.algorithm_choice.value != "policy iteration" else self.policy
         title = f"{self.algorithm_choice.value}, sweep {self.sweep}, γ = {self.mdp.gamma:g}"
         rows, cols = self.mdp.grid.shape
-        self.image.value = _figure_png(
-            lambda ax: plots.plot_value_grid(
-                self.mdp,
-                self.V,
-                policy=pi_arrows,
-                ax=ax,
-                title=title,
-                decimals=2 if cols > 5 else 1,
-            ),
-            (min(9.0, 0.75 * cols + 1.8), 0.75 * rows + 0.9),
+        fig = _new_figure((min(9.0, 0.75 * cols + 1.8), 0.75 * rows + 0.9))
+        plots.plot_value_grid(
+            self.mdp,
+            self.V,
+            policy=pi_arrows,
+            ax=fig.add_subplot(),
+            title=title,
+            decimals=2 if cols > 5 else 1,
         )
+        _show_figure(self.image, fig)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = self.widget._repr_mimebundle_(**kwargs)
@@ -214,4 +231,235 @@ class DPStepper:
         return (
             f"DPStepper(env={self.env_choice.value!r}, algorithm={self.algorithm_choice.value!r}, "
             f"gamma={self.mdp.gamma:g}, sweep={self.sweep})"
+        )
+
+
+#: environments of the agent stepper: label -> (env id, gamma, alpha, epsilon)
+AGENT_ENVIRONMENTS: dict[str, tuple[str, float, float, float]] = {
+    "CliffWalking (Example 6.6)": ("CliffWalking-v1", 1.0, 0.5, 0.1),
+    "Windy grid world (Example 6.5)": ("rlcourse/WindyGridWorld-v0", 1.0, 0.5, 0.1),
+    "FrozenLake 4x4 (slippery)": ("FrozenLake-v1", 0.99, 0.1, 0.1),
+    "Example 4.1 (4x4, terminal corners)": ("rlcourse/GridWorld4x4-v0", 1.0, 0.5, 0.1),
+}
+AGENT_METHODS = {"Q-learning": "q_learning", "SARSA": "sarsa", "Expected SARSA": "expected_sarsa"}
+
+
+class AgentStepper:
+    """Watch a tabular agent learn, one transition at a time.
+
+    Buttons: *Step* (one transition and its update), *Play episode* (to the end of
+    the current episode), *Run N episodes*, *Reset*. The figure shows ``max_a Q(s, a)``
+    with the greedy actions and the agent (red ring), beside the returns of the
+    episodes so far; the text below it writes out the last update in numbers.
+    Sliders change alpha, epsilon and gamma as the agent learns; changing the
+    environment or the method starts a new agent.
+    """
+
+    def __init__(
+        self,
+        env: str = "CliffWalking (Example 6.6)",
+        method: str = "Q-learning",
+        seed: int = 0,
+        max_episodes: int = 100_000,
+    ) -> None:
+        if env not in AGENT_ENVIRONMENTS:
+            raise ValueError(
+                f"unknown environment {env!r}; choose one of {list(AGENT_ENVIRONMENTS)}"
+            )
+        if method not in AGENT_METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {list(AGENT_METHODS)}")
+        self.seed, self.max_episodes = seed, max_episodes
+        _, gamma, alpha, epsilon = AGENT_ENVIRONMENTS[env]
+        wide = W.Layout(width="330px")
+        self.env_choice = W.Dropdown(
+            options=list(AGENT_ENVIRONMENTS),
+            value=env,
+            description="environment",
+            style=LABELS,
+            layout=wide,
+        )
+        self.method_choice = W.ToggleButtons(options=list(AGENT_METHODS), value=method)
+        self.alpha_slider = W.FloatSlider(
+            value=alpha, min=0.01, max=1.0, step=0.01, description="alpha", continuous_update=False
+        )
+        self.epsilon_slider = W.FloatSlider(
+            value=epsilon,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="epsilon",
+            continuous_update=False,
+        )
+        self.gamma_slider = W.FloatSlider(
+            value=gamma, min=0.0, max=1.0, step=0.01, description="gamma", continuous_update=False
+        )
+        self.step_button = W.Button(description="Step", icon="step-forward")
+        self.episode_button = W.Button(description="Play episode", icon="play")
+        self.run_button = W.Button(
+            description="Run N episodes", icon="fast-forward", layout=W.Layout(width="160px")
+        )
+        self.n_episodes = W.BoundedIntText(
+            value=100, min=1, max=10_000, description="N", layout=W.Layout(width="150px")
+        )
+        self.reset_button = W.Button(description="Reset", icon="undo")
+        self.status = W.HTML()
+        self.update_text = W.HTML()
+        self.image = W.Image(format="png")
+        self.step_button.on_click(lambda _: self.step())
+        self.episode_button.on_click(lambda _: self.play_episode())
+        self.run_button.on_click(lambda _: self.run_episodes(self.n_episodes.value))
+        self.reset_button.on_click(lambda _: self.reset())
+        self.env_choice.observe(self._on_env, names="value")
+        self.method_choice.observe(lambda _: self.reset(), names="value")
+        for slider in (self.alpha_slider, self.epsilon_slider, self.gamma_slider):
+            slider.observe(lambda _: self._apply_sliders(), names="value")
+        self.widget = W.VBox(
+            [
+                W.HBox([self.env_choice, self.method_choice], layout=_row()),
+                W.HBox([self.alpha_slider, self.epsilon_slider, self.gamma_slider], layout=_row()),
+                W.HBox(
+                    [
+                        self.step_button,
+                        self.episode_button,
+                        self.run_button,
+                        self.n_episodes,
+                        self.reset_button,
+                    ]
+                ),
+                self.status,
+                self.image,
+                self.update_text,
+            ]
+        )
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """A new agent with ``Q = 0`` on the chosen environment, with the chosen method."""
+        env_id = AGENT_ENVIRONMENTS[self.env_choice.value][0]
+        self.agent = tabular.TDControl(
+            env_id,
+            AGENT_METHODS[self.method_choice.value],
+            n_episodes=self.max_episodes,
+            alpha=self.alpha_slider.value,
+            gamma=self.gamma_slider.value,
+            epsilon=self.epsilon_slider.value,
+            seed=self.seed,
+        )
+        self.mdp = self.agent.envs.env.to_mdp(gamma=1.0)  # for the grid and action names
+        self._redraw()
+
+    def _apply_sliders(self) -> None:
+        self.agent.alpha = max(self.alpha_slider.value, 0.01)
+        self.agent.gamma = self.gamma_slider.value
+        self.agent.epsilon = tabular.constant_schedule(self.epsilon_slider.value)
+        self._redraw()
+
+    @property
+    def episodes(self) -> int:
+        return int(self.agent.episode[0])
+
+    @property
+    def steps(self) -> int:
+        return self.agent.total_steps
+
+    def step(self) -> None:
+        """One transition and its update."""
+        self.agent.step()
+        self._redraw()
+
+    def play_episode(self, max_steps: int = 100_000) -> None:
+        """Step to the end of the current episode."""
+        self.run_episodes(1, max_steps)
+
+    def run_episodes(self, n: int, max_steps: int = 1_000_000) -> None:
+        """Step until ``n`` more episodes have ended (or ``max_steps`` steps)."""
+        target = min(self.episodes + n, self.max_episodes)
+        for _ in range(max_steps):
+            if self.episodes >= target:
+                break
+            self.agent.step()
+        self._redraw()
+
+    # ---------------------------------------------------------------- display
+    def _on_env(self, change: dict[str, Any]) -> None:
+        _, gamma, alpha, epsilon = AGENT_ENVIRONMENTS[change["new"]]
+        for slider, value in (
+            (self.gamma_slider, gamma),
+            (self.alpha_slider, alpha),
+            (self.epsilon_slider, epsilon),
+        ):
+            with slider.hold_trait_notifications():
+                slider.value = value
+        self.reset()
+
+    def _update_html(self) -> str:
+        u = self.agent.last
+        if u is None:
+            return "<i>no update yet: press Step</i>"
+        names = self.mdp.action_names or tuple(str(a) for a in range(self.mdp.n_actions))
+        s, a, s2 = int(u.state[0]), int(u.action[0]), int(u.next_state[0])
+        r, target = float(u.reward[0]), float(u.td_target[0])
+        end = (
+            " (terminated: no bootstrap)"
+            if u.terminated[0]
+            else (" (truncated: bootstrap from S')" if u.truncated[0] else "")
+        )
+        rule = {
+            "q_learning": "max<sub>a</sub> Q(S′, a)",
+            "sarsa": "Q(S′, A′)",
+            "expected_sarsa": "Σ<sub>a</sub> π(a|S′) Q(S′, a)",
+        }[self.agent.method]
+        return (
+            f"S = {s} {self.mdp.grid.cells[s]}, A = {names[a]}, R = {r:g}, S′ = {s2}"
+            f" {self.mdp.grid.cells[s2]}{end}<br>"
+            f"TD target = R + γ·{rule} = {target:.3f} &nbsp; "
+            f"TD error = target − Q(S, A) = {float(u.td_error[0]):.3f}<br>"
+            f"Q(S, A): {float(u.q_old[0]):.3f} → {float(u.q_new[0]):.3f} "
+            f"(= old + α·TD error, α = {self.agent.alpha:g})"
+        )
+
+    def _redraw(self) -> None:
+        finished = self.agent.returns[0, : self.episodes]
+        last = f", last return {finished[-1]:g}" if len(finished) else ""
+        self.status.value = (
+            f"<b>episode {self.episodes}</b>, step {self.steps}{last} &nbsp; "
+            f"({self.method_choice.value}, α = {self.agent.alpha:g}, "
+            f"ε = {self.epsilon_slider.value:g}, γ = {self.agent.gamma:g})"
+        )
+        self.update_text.value = self._update_html()
+        rows, cols = self.mdp.grid.shape
+        fig = _new_figure((min(8.5, 0.6 * cols + 1.5) + 3.6, 0.6 * rows + 1.2))
+        left, right = fig.subplots(1, 2, width_ratios=[cols + 2, 7])
+        plots.plot_q_grid(
+            self.mdp,
+            self.agent.Q[0],
+            visited=self.agent.visits[0] > 0,
+            ax=left,
+            agent=int(self.agent.state[0]),
+            decimals=1,
+            title="max_a Q(s, a) and greedy actions",
+        )
+        right.plot(
+            np.arange(1, len(finished) + 1),
+            finished,
+            ".",
+            markersize=3,
+            color=plots.COLOURS.get(self.method_choice.value.lower(), "C0"),
+        )
+        right.set_xlabel("episode")
+        right.set_ylabel("return")
+        right.set_title("returns so far")
+        right.grid(alpha=0.3)
+        _show_figure(self.image, fig)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        return (
+            f"AgentStepper(env={self.env_choice.value!r}, method={self.method_choice.value!r}, "
+            f"episodes={self.episodes}, steps={self.steps})"
         )

@@ -51,6 +51,8 @@ def test_env_ids_are_registered() -> None:
         "rlcourse/GridWorld5x5-v0",
         "rlcourse/GridWorld4x4-v0",
         "rlcourse/Gambler-v0",
+        "rlcourse/RandomWalk-v0",
+        "rlcourse/WindyGridWorld-v0",
     }
     for env_id, limit in ENV_IDS.items():
         assert env_id in gym.registry

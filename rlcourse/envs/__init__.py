@@ -7,6 +7,8 @@ id                              what it is
 ``rlcourse/GridWorld5x5-v0``    Sutton & Barto Example 3.5 (A and B teleports)
 ``rlcourse/GridWorld4x4-v0``    Sutton & Barto Example 4.1 (terminal corners)
 ``rlcourse/Gambler-v0``         Sutton & Barto Example 4.3 (``p_h=0.4``)
+``rlcourse/RandomWalk-v0``      Sutton & Barto Example 6.2 (5 states)
+``rlcourse/WindyGridWorld-v0``  Sutton & Barto Example 6.5
 ==============================  ===============================================
 
 Every env has ``env.unwrapped.to_mdp()``, the exact :class:`~rlcourse.mdp.TabularMDP`.
@@ -17,16 +19,20 @@ from __future__ import annotations
 import gymnasium as gym
 
 from rlcourse.envs.gambler import GamblerEnv
-from rlcourse.envs.gridworld import GridWorldEnv, example_3_5, example_4_1
-from rlcourse.envs.tabular import TabularEnv
+from rlcourse.envs.gridworld import GridWorldEnv, example_3_5, example_4_1, example_6_5
+from rlcourse.envs.randomwalk import RandomWalkEnv
+from rlcourse.envs.tabular import TabularEnv, as_tabular_env
 
 __all__ = [
     "ENV_IDS",
     "GamblerEnv",
     "GridWorldEnv",
+    "RandomWalkEnv",
     "TabularEnv",
+    "as_tabular_env",
     "example_3_5",
     "example_4_1",
+    "example_6_5",
 ]
 
 #: ids of the course's environments, and the episode step limit of each
@@ -35,12 +41,16 @@ ENV_IDS: dict[str, int] = {
     "rlcourse/GridWorld5x5-v0": 100,
     "rlcourse/GridWorld4x4-v0": 100,
     "rlcourse/Gambler-v0": 1000,
+    "rlcourse/RandomWalk-v0": 1000,
+    "rlcourse/WindyGridWorld-v0": 10_000,
 }
 _ENTRY_POINTS = {
     "rlcourse/GridWorld-v0": "rlcourse.envs.gridworld:GridWorldEnv",
     "rlcourse/GridWorld5x5-v0": "rlcourse.envs.gridworld:example_3_5",
     "rlcourse/GridWorld4x4-v0": "rlcourse.envs.gridworld:example_4_1",
     "rlcourse/Gambler-v0": "rlcourse.envs.gambler:GamblerEnv",
+    "rlcourse/RandomWalk-v0": "rlcourse.envs.randomwalk:RandomWalkEnv",
+    "rlcourse/WindyGridWorld-v0": "rlcourse.envs.gridworld:example_6_5",
 }
 
 for _id, _entry in _ENTRY_POINTS.items():

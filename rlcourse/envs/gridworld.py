@@ -42,6 +42,8 @@ class GridWorldEnv(TabularEnv):
         slip_prob: probability of sliding perpendicular to the chosen direction.
         teleports: ``{(row, col): ((row2, col2), reward)}``: every action in the first cell
             moves the agent to the second and pays ``reward``.
+        wind: upward push of each column (Example 6.5): after a move from column ``c`` the
+            agent is shifted ``wind[c]`` cells up (stopping at the top row).
         gamma: the discount the task is posed with.
         render_mode: ``"ansi"``, ``"rgb_array"`` or ``None``.
     """
@@ -56,6 +58,7 @@ class GridWorldEnv(TabularEnv):
         bump_reward: float | None = None,
         slip_prob: float = 0.0,
         teleports: Mapping[Cell, tuple[Cell, float]] | None = None,
+        wind: Sequence[int] | None = None,
         gamma: float = 0.9,
         name: str = "GridWorld",
         render_mode: str | None = None,
@@ -82,6 +85,15 @@ class GridWorldEnv(TabularEnv):
         dest = np.where(inside, state_of[tr, tc], -1)
         bumped = dest < 0
         dest = np.where(bumped, np.arange(S)[:, None], dest)
+        if wind is not None:
+            wind = np.asarray(wind, dtype=int)
+            if wind.shape != (cols,) or (wind < 0).any():
+                raise ValueError(f"wind must give a non-negative push for each of {cols} columns")
+            if (chars == "#").any():
+                raise ValueError("wind is only supported on layouts without walls")
+            # The wind of the column the agent leaves pushes it up, as in the book.
+            pushed_row = np.maximum(cells[dest, 0] - wind[cells[:, 1]][:, None], 0)
+            dest = state_of[pushed_row, cells[dest, 1]]
         move_reward = np.where(bumped, bump_reward, entry_reward[dest])  # [S, 4]
 
         # Chosen direction with 1 - slip_prob, each perpendicular one with slip_prob / 2.
@@ -161,6 +173,28 @@ def example_3_5(render_mode: str | None = None) -> GridWorldEnv:
         teleports={(0, 1): ((4, 1), 10.0), (0, 3): ((2, 3), 5.0)},
         gamma=0.9,
         name="Example 3.5 grid world",
+        render_mode=render_mode,
+    )
+
+
+def example_6_5(render_mode: str | None = None) -> GridWorldEnv:
+    """Example 6.5, the windy grid world: 7x10, start S, goal G, an upward wind of
+    0 0 0 1 1 1 2 2 1 0 cells per column, reward -1 per step, undiscounted."""
+    return GridWorldEnv(
+        (
+            "..........",
+            "..........",
+            "..........",
+            "S......G..",
+            "..........",
+            "..........",
+            "..........",
+        ),
+        step_reward=-1.0,
+        goal_reward=-1.0,
+        wind=(0, 0, 0, 1, 1, 1, 2, 2, 1, 0),
+        gamma=1.0,
+        name="Example 6.5 windy grid world",
         render_mode=render_mode,
     )
 

@@ -1,0 +1,161 @@
+"""Many copies of a tabular environment stepped at once, with NumPy.
+
+:class:`TabularVectorEnv` follows gymnasium's vector-env API with the
+``SAME_STEP`` autoreset mode: when a copy's episode ends, ``step`` returns the
+first observation of its next episode, and the observation that ended the
+episode is in ``info["final_obs"]`` (valid where ``info["_final_obs"]`` is True).
+Learning code must bootstrap from the final observation on ``truncated`` and
+not at all on ``terminated``.
+
+Copy ``i`` draws its randomness from its own stream seeded ``seed + i`` (as
+gymnasium seeds the copies of a vector env), so a run gives the same numbers
+whether it is stepped alone or beside others.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from rlcourse.envs.tabular import TabularEnv, as_tabular_env
+from rlcourse.utils import RandomStreams
+
+
+def seeds_for(seed: int | list[int] | None, n: int) -> list[int]:
+    """Per-copy seeds: ``seed + i`` for an int (gymnasium's convention), or a list of n seeds."""
+    if seed is None:
+        return [int(s) for s in np.random.SeedSequence().generate_state(n)]
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        return [int(seed) + i for i in range(n)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"expected {n} seeds, one per copy, got {len(seeds)}")
+    return seeds
+
+
+def sample_rows(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One index per row of ``cdf [N, K]`` (cumulative probabilities) for ``u [N]``."""
+    return np.minimum((cdf <= u[:, None]).sum(1), cdf.shape[1] - 1)
+
+
+class TabularVectorEnv(VectorEnv):
+    """``num_envs`` copies of a tabular env (a course env or a gymnasium toy_text env).
+
+    Observations and actions are ``int64`` arrays ``[num_envs]``, rewards ``float64``.
+    Episodes are cut at ``max_episode_steps`` (default: the env's registered time
+    limit) with ``truncated=True``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, env: Any, num_envs: int, *, max_episode_steps: int | None = None) -> None:
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.env: TabularEnv = as_tabular_env(env)
+        self.num_envs = num_envs
+        self.S, self.A = self.env.P.shape[:2]
+        self._cdf = np.cumsum(self.env.P, axis=-1)
+        self._cdf[..., -1] = 1.0  # the last bin catches rounding
+        self._initial_cdf = np.cumsum(self.env.initial)
+        self._initial_cdf[-1] = 1.0
+        self.max_episode_steps = max_episode_steps or self.env.max_episode_steps
+        self.single_observation_space = gym.spaces.Discrete(self.S)
+        self.single_action_space = gym.spaces.Discrete(self.A)
+        self.observation_space = gym.spaces.MultiDiscrete([self.S] * num_envs)
+        self.action_space = gym.spaces.MultiDiscrete([self.A] * num_envs)
+        self._streams: RandomStreams | None = None
+        self.state = np.zeros(num_envs, dtype=np.int64)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+
+    def _sample_initial(self, u: np.ndarray) -> np.ndarray:
+        return np.minimum(np.searchsorted(self._initial_cdf, u, side="right"), self.S - 1)
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start every copy; ``seed`` (int or list) seeds copy ``i``'s stream with ``seed + i``."""
+        if seed is not None or self._streams is None:
+            self._streams = RandomStreams(seeds_for(seed, self.num_envs))
+        self.state = self._sample_initial(self._streams.uniform(2)[:, 1])
+        self.steps[:] = 0
+        return self.state.copy(), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """One step of every copy: ``(obs, reward, terminated, truncated, info)``."""
+        if self._streams is None:
+            raise RuntimeError("call reset() before step()")
+        a = np.asarray(actions)
+        if a.shape != (self.num_envs,) or a.dtype.kind not in "iu":
+            raise ValueError(
+                f"actions must be {self.num_envs} integers (one per copy), got shape "
+                f"{a.shape} and dtype {a.dtype}"
+            )
+        if a.min() < 0 or a.max() >= self.A:
+            raise ValueError(f"actions must lie in [0, {self.A}), got {a.tolist()}")
+        # two numbers per copy and step, always: the transition, and a start state if it ends
+        u = self._streams.uniform(2)
+        s = self.state
+        s_next = sample_rows(self._cdf[s, a], u[:, 0])
+        reward = self.env.reward[s, a, s_next]
+        terminated = self.env.terminal[s_next]
+        self.steps += 1
+        truncated = np.zeros_like(terminated)
+        if self.max_episode_steps is not None:
+            truncated = (self.steps >= self.max_episode_steps) & ~terminated
+        done = terminated | truncated
+        info: dict[str, Any] = {}
+        obs = s_next
+        if done.any():
+            info["final_obs"], info["_final_obs"] = s_next, done
+            obs = np.where(done, self._sample_initial(u[:, 1]), s_next)
+            self.steps[done] = 0
+        self.state = obs
+        return obs.copy(), reward, terminated, truncated, info
+
+
+def tabular_vector_env(env: Any, num_envs: int) -> VectorEnv:
+    """A vector env of ``num_envs`` copies for the tabular methods.
+
+    Envs with a transition table (the course's, gymnasium's toy_text) become a
+    :class:`TabularVectorEnv`; a gymnasium vector env is returned as it is (it must use
+    the ``SAME_STEP`` autoreset mode); any other env id is vectorised with
+    ``gymnasium.make_vec`` in ``SAME_STEP`` mode. Observation and action spaces must
+    be discrete.
+    """
+    if isinstance(env, VectorEnv):
+        vec = env
+        mode = vec.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"the tabular methods need a vector env with autoreset_mode=SAME_STEP, got {mode}"
+            )
+    else:
+        try:
+            return TabularVectorEnv(env, num_envs)
+        except ValueError as err:
+            if "no transition table" not in str(err):
+                raise
+        if not isinstance(env, str):
+            raise ValueError(
+                f"{env} has no transition table: pass its id (a string) so that several copies "
+                "can be made with gymnasium.make_vec"
+            ) from None
+        vec = gym.make_vec(
+            env,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        )
+    for name, space in (
+        ("observation", vec.single_observation_space),
+        ("action", vec.single_action_space),
+    ):
+        if not isinstance(space, gym.spaces.Discrete):
+            raise ValueError(
+                f"tabular methods need a Discrete {name} space, got {space}: a continuous "
+                "space has no table to index (see the DQN chapter for function approximation)"
+            )
+    return vec
