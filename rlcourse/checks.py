@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -212,4 +213,242 @@ def check_greedy_policy(fn: Callable[..., Tensor]) -> None:
                 f"q = {Q[s].max().item():.4f}.{hint}"
             )
         n += 1
+    _passed(name, n)
+
+
+# ------------------------------------------------- chapters 3 and 4 exercises
+def _call_np(name: str, fn: Callable[..., Any], *args: Any) -> np.ndarray:
+    try:
+        out = fn(*args)
+    except NotImplementedError:
+        raise CheckError(
+            f"{name}: not implemented yet -- replace the `raise NotImplementedError` with your code"
+        ) from None
+    except Exception as err:
+        raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+    return np.asarray(out.detach().cpu() if isinstance(out, Tensor) else out, dtype=np.float64)
+
+
+def _first_difference(
+    name: str,
+    case: str,
+    got: np.ndarray,
+    expected: np.ndarray,
+    mistakes: dict[str, np.ndarray],
+    what: str,
+) -> None:
+    """Raise a CheckError naming the first wrong entry and a matching classic mistake."""
+    if got.shape != expected.shape:
+        raise CheckError(
+            f"{name} ({case}): expected shape {list(expected.shape)}, got {list(got.shape)}"
+        )
+    if np.allclose(got, expected, atol=_ATOL, rtol=0):
+        return
+    bad = tuple(int(i) for i in np.argwhere(np.abs(got - expected) > _ATOL)[0])
+    message = (
+        f"{name} ({case}): wrong at {what} {bad if len(bad) > 1 else bad[0]}: "
+        f"expected {expected[bad]:.4f}, got {got[bad]:.4f}."
+    )
+    for mistake, wrong in mistakes.items():
+        if wrong.shape == got.shape and np.allclose(got, wrong, atol=_ATOL, rtol=0):
+            message += f" It looks like you {mistake}."
+            break
+    raise CheckError(message)
+
+
+def check_discounted_returns(fn: Callable[..., Any]) -> None:
+    """``fn(rewards [T], gamma) -> G [T]`` with ``G_t = R_{t+1} + gamma G_{t+1}``."""
+    name, n = "discounted_returns", 0
+    rng = np.random.default_rng(0)
+    cases = [(np.array([1.0, 0.0, 2.0]), 0.5), (np.array([0.0, 0.0, 0.0, 1.0]), 0.9)]
+    cases += [(rng.normal(size=int(rng.integers(2, 12))), float(g)) for g in (0.0, 0.7, 0.99, 1.0)]
+    for rewards, gamma in cases:
+        T = len(rewards)
+        got = _call_np(name, fn, rewards.copy(), gamma)
+        expected = np.array(
+            [sum(gamma ** (k - t) * rewards[k] for k in range(t, T)) for t in range(T)]
+        )
+        whole = np.full(T, sum(gamma**k * rewards[k] for k in range(T)))
+        mistakes = {
+            "gave every step the whole episode's return G_0 instead of the return from that "
+            "step on (reward-to-go)": whole,
+            "did not discount": np.cumsum(rewards[::-1])[::-1],
+            "discounted from the start of the episode (gamma^k with k counted from t=0, not "
+            "from t)": np.array(
+                [sum(gamma**k * rewards[k] for k in range(t, T)) for t in range(T)]
+            ),
+            "returned the rewards themselves": rewards,
+        }
+        _first_difference(
+            name,
+            f"rewards {np.round(rewards, 2).tolist()}, gamma {gamma}",
+            got,
+            expected,
+            mistakes,
+            "step t =",
+        )
+        n += 1
+    _passed(name, n)
+
+
+def _td_cases() -> list[dict[str, Any]]:
+    """Transitions on a 5-state, 3-action table: ordinary, terminated, self-loop, gamma != alpha."""
+    rng = np.random.default_rng(1)
+    cases = []
+    for k, (terminated, s, s2, alpha, gamma) in enumerate(
+        [
+            (False, 0, 1, 0.5, 0.9),
+            (True, 2, 4, 0.1, 0.9),
+            (False, 3, 3, 0.2, 0.95),
+            (False, 1, 4, 0.3, 1.0),
+            (True, 4, 0, 0.9, 0.5),
+            (False, 2, 0, 0.05, 0.8),
+        ]
+    ):
+        cases.append(
+            {
+                "Q": rng.normal(size=(5, 3)) * 3,
+                "V": rng.normal(size=5) * 3,
+                "s": s,
+                "a": int(rng.integers(3)),
+                "r": float(rng.normal()),
+                "s_next": s2,
+                "a_next": int(rng.integers(3)),
+                "terminated": terminated,
+                "alpha": alpha,
+                "gamma": gamma,
+                "label": f"case {k + 1}{' (terminated)' if terminated else ''}",
+            }
+        )
+    return cases
+
+
+def _moved(table: np.ndarray, index: Any, alpha: float, target: float) -> np.ndarray:
+    """A copy of ``table`` with ``table[index]`` moved a step ``alpha`` towards ``target``."""
+    out = table.copy()
+    out[index] += alpha * (target - table[index])
+    return out
+
+
+def check_td0_update(fn: Callable[..., Any]) -> None:
+    """``fn(V [S], s, r, s_next, terminated, alpha, gamma) -> V [S]`` after one TD(0) update."""
+    name, n = "td0_update", 0
+    for c in _td_cases():
+        V, s, r, s2 = c["V"], c["s"], c["r"], c["s_next"]
+        alpha, gamma, term = c["alpha"], c["gamma"], c["terminated"]
+        got = _call_np(name, fn, V.copy(), s, r, s2, term, alpha, gamma)
+        boot = 0.0 if term else V[s2]
+        mistakes = {
+            "bootstrapped from V(S') after the episode terminated (no terminal masking)": _moved(
+                V, s, alpha, r + gamma * V[s2]
+            ),
+            "used the learning rate alpha as the discount in the TD target": _moved(
+                V, s, alpha, r + alpha * boot
+            ),
+            "forgot the discount gamma": _moved(V, s, alpha, r + boot),
+            "replaced V(S) by the TD target instead of moving it a step alpha towards it": _moved(
+                V, s, 1.0, r + gamma * boot
+            ),
+        }
+        expected = _moved(V, s, alpha, r + gamma * boot)
+        _first_difference(name, c["label"], got, expected, mistakes, "state")
+        n += 1
+    _passed(name, n)
+
+
+def _check_control_update(name: str, fn: Callable[..., Any], sarsa: bool) -> int:
+    n = 0
+    for c in _td_cases():
+        Q, s, a, r, s2, a2 = c["Q"], c["s"], c["a"], c["r"], c["s_next"], c["a_next"]
+        alpha, gamma, term = c["alpha"], c["gamma"], c["terminated"]
+        args = (s, a, r, s2, a2, term, alpha, gamma) if sarsa else (s, a, r, s2, term, alpha, gamma)
+        got = _call_np(name, fn, Q.copy(), *args)
+        q_next = Q[s2, a2] if sarsa else Q[s2].max()
+        boot = 0.0 if term else q_next
+        other = Q[s2].max() if sarsa else Q[s2, a2]  # what the other algorithm bootstraps from
+        mistakes = {
+            "bootstrapped from Q(S', .) after the episode terminated (no terminal masking)": _moved(
+                Q, (s, a), alpha, r + gamma * q_next
+            ),
+            "used the learning rate alpha as the discount in the TD target": _moved(
+                Q, (s, a), alpha, r + alpha * boot
+            ),
+            "forgot the discount gamma": _moved(Q, (s, a), alpha, r + boot),
+            (
+                "bootstrapped from max_a Q(S', a): that is Q-learning; SARSA uses Q(S', A') of "
+                "the action it will take next"
+                if sarsa
+                else "bootstrapped from Q(S', A') of a sampled next action: that is SARSA; "
+                "Q-learning uses max_a Q(S', a)"
+            ): _moved(Q, (s, a), alpha, r + gamma * (0.0 if term else other)),
+        }
+        greedy = int(Q[s].argmax())
+        if greedy != a:  # updating the greedy action instead is visible only then
+            mistakes["updated the greedy action's value instead of the action actually taken"] = (
+                _moved(Q, (s, greedy), alpha, r + gamma * boot)
+            )
+        expected = _moved(Q, (s, a), alpha, r + gamma * boot)
+        _first_difference(name, c["label"], got, expected, mistakes, "(state, action)")
+        n += 1
+    return n
+
+
+def check_q_learning_update(fn: Callable[..., Any]) -> None:
+    """``fn(Q [S,A], s, a, r, s_next, terminated, alpha, gamma) -> Q [S,A]`` (one update)."""
+    _passed("q_learning_update", _check_control_update("q_learning_update", fn, sarsa=False))
+
+
+def check_sarsa_update(fn: Callable[..., Any]) -> None:
+    """``fn(Q [S,A], s, a, r, s_next, a_next, terminated, alpha, gamma) -> Q [S,A]``."""
+    _passed("sarsa_update", _check_control_update("sarsa_update", fn, sarsa=True))
+
+
+def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
+    """``fn(q [A], epsilon, rng) -> action``: greedy with prob 1 - eps, else uniform.
+
+    Checked by frequencies over many calls: ``P(a) = eps / A + (1 - eps) [a greedy]``.
+    """
+    name, n = "epsilon_greedy", 0
+    for q, eps in (
+        (np.array([0.0, 2.0, 1.0, -1.0]), 0.1),
+        (np.array([5.0, 1.0, 0.5]), 0.5),
+        (np.array([1.0, 3.0]), 0.0),
+        (np.array([0.2, 0.1, 0.3, 0.0, -2.0]), 1.0),
+    ):
+        rng = np.random.default_rng(n)
+        draws = 20_000
+        try:
+            actions = np.array([int(fn(q.copy(), eps, rng)) for _ in range(draws)])
+        except NotImplementedError:
+            raise CheckError(
+                f"{name}: not implemented yet -- replace the "
+                "`raise NotImplementedError` with your code"
+            ) from None
+        if actions.min() < 0 or actions.max() >= len(q):
+            raise CheckError(f"{name} returned an action outside 0..{len(q) - 1}")
+        freq = np.bincount(actions, minlength=len(q)) / draws
+        expected = np.full(len(q), eps / len(q))
+        expected[q.argmax()] += 1 - eps
+        tol = 4 * np.sqrt(expected * (1 - expected) / draws) + 1e-3
+        if np.all(np.abs(freq - expected) <= tol):
+            n += 1
+            continue
+        message = (
+            f"{name} with q = {q.tolist()} and epsilon = {eps}: action frequencies "
+            f"{np.round(freq, 3).tolist()}, expected {np.round(expected, 3).tolist()}."
+        )
+        if eps > 0 and freq[q.argmax()] > 0.999:
+            message += (
+                " It looks like you always act greedily: without exploration the agent "
+                "never tries actions that look worse now."
+            )
+        elif np.allclose(freq, 1 / len(q), atol=0.02) and eps < 1:
+            message += " It looks like you always pick a random action."
+        elif abs(freq[q.argmax()] - (1 - eps)) < 0.02:
+            message += (
+                " It looks like the random action never picks the greedy one: "
+                "a random action is uniform over ALL actions, so the greedy action "
+                "gets 1 - epsilon + epsilon / A."
+            )
+        raise CheckError(message)
     _passed(name, n)

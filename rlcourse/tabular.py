@@ -147,8 +147,9 @@ class _Runner:
         self.N, self.n_episodes = num_runs, n_episodes
         self.S = int(self.envs.single_observation_space.n)
         self.A = int(self.envs.single_action_space.n)
-        # learner i's own choices come from a stream of its own, apart from its env copy's
-        self.streams = RandomStreams([seed + 10_007 * (i + 1) for i in range(num_runs)])
+        # learner i is seeded seed + i: its env copy from that seed, its own choices from a
+        # stream derived from it, so learner i does the same alone (seed + i) or in a batch
+        self.streams = RandomStreams([(seed + i, 1) for i in range(num_runs)])
         obs, _ = self.envs.reset(seed=seed)
         self.state = np.asarray(obs, dtype=np.int64)
         self.rows = np.arange(num_runs)

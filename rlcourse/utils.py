@@ -69,11 +69,12 @@ class RandomStreams:
     seeds are independent and reproducible whatever the batch size.
     """
 
-    def __init__(self, seeds: list[int], block: int | None = None) -> None:
+    def __init__(self, seeds: list[int | tuple[int, ...]], block: int | None = None) -> None:
         if len(seeds) == 0:
             raise ValueError("RandomStreams needs at least one seed")
         self.block = block or max(256, 2**20 // len(seeds))  # about 8 MB of numbers at a time
-        self._generators = [np.random.default_rng(int(s)) for s in seeds]
+        # an int seed, or a tuple of ints (NumPy's SeedSequence entropy) for a distinct stream
+        self._generators = [np.random.default_rng(s) for s in seeds]
         self._buffer = np.empty((len(seeds), 0))
         self._pos = 0
 
