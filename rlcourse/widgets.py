@@ -39,6 +39,7 @@ def _show_figure(image: W.Image, fig: Figure) -> None:
     fig.savefig(buf, format="png", dpi=DPI)
     image.value = buf.getvalue()
     image.layout.width = f"{round(fig.get_figwidth() * DPI)}px"
+    image.layout.max_width = "100%"  # shrinks (never stretches) in a narrow window
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:
@@ -429,7 +430,7 @@ class AgentStepper:
         )
         self.update_text.value = self._update_html()
         rows, cols = self.mdp.grid.shape
-        fig = _new_figure((min(8.5, 0.6 * cols + 1.5) + 3.6, 0.6 * rows + 1.2))
+        fig = _new_figure((min(6.5, 0.5 * cols + 1.3) + 2.8, 0.55 * rows + 1.3))
         left, right = fig.subplots(1, 2, width_ratios=[cols + 2, 7])
         plots.plot_q_grid(
             self.mdp,
@@ -447,6 +448,7 @@ class AgentStepper:
             markersize=3,
             color=plots.COLOURS.get(self.method_choice.value.lower(), "C0"),
         )
+        right.set_xlim(0, max(10, len(finished) + 1))
         right.set_xlabel("episode")
         right.set_ylabel("return")
         right.set_title("returns so far")

@@ -342,3 +342,39 @@ def test_dp_stepper(lab: Lab, page: Page, tmp_path: Path) -> None:
     assert_widgets_rendered(page)
     assert_no_overflow(box)
     screenshots(page, box, "02_dp_stepper_converged", tmp_path / "screenshots")
+
+
+def test_agent_stepper(lab: Lab, page: Page, tmp_path: Path) -> None:
+    """Chapter 4's AgentStepper: Step x3 goes step 0 -> 3 with the update written out and the
+    figure redrawn; Play episode ends episode 1."""
+    run_notebook(page, lab, "04_q_learning_and_sarsa.ipynb", timeout_s=240)
+    assert_widgets_rendered(page)
+    box = widget_box(page, "Step", "Play episode", "Run N episodes", "Reset")
+    expect(box.locator(".widget-slider")).to_have_count(3)
+    for label in ("environment", "alpha", "epsilon", "gamma"):
+        expect(box.locator(".widget-label", has_text=label)).to_have_count(1)
+    status = box.locator(".widget-html", has_text="episode")
+    update = box.locator(".widget-html", has_text="TD target")
+    expect(status).to_contain_text("episode 0")
+    expect(status).to_contain_text("step 0")
+    src_before = image_src(box)
+    screenshots(page, box, "04_agent_stepper_step0", tmp_path / "screenshots")
+
+    step = button(box, "Step")
+    for k in (1, 2, 3):
+        step.click()
+        expect(status).to_contain_text(f"step {k}")
+    expect(update).to_contain_text("TD error")
+    expect(update).to_contain_text("Q(S, A)")
+    wait_for_kernel(page)
+    assert image_src(box) != src_before, "the Q-value heatmap was not redrawn"
+    assert_no_overflow(box)
+    screenshots(page, box, "04_agent_stepper_step3", tmp_path / "screenshots")
+
+    button(box, "Play episode").click()
+    expect(status).to_contain_text("episode 1", timeout=30_000)
+    expect(status).to_contain_text("last return")
+    wait_for_kernel(page)
+    assert_widgets_rendered(page)
+    assert_no_overflow(box)
+    screenshots(page, box, "04_agent_stepper_episode1", tmp_path / "screenshots")

@@ -10,7 +10,16 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import rlcourse
-from rlcourse.envs import ENV_IDS, GamblerEnv, GridWorldEnv, example_3_5, example_4_1
+from rlcourse import dp
+from rlcourse.envs import (
+    ENV_IDS,
+    GamblerEnv,
+    GridWorldEnv,
+    RandomWalkEnv,
+    example_3_5,
+    example_4_1,
+    example_6_5,
+)
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -379,3 +388,113 @@ def test_make_gridworld_with_layout_kwargs() -> None:
     mdp = rlcourse.from_gymnasium(env)
     assert mdp.n_states == 3
     assert mdp.terminal.tolist() == [False, False, True]
+
+
+# ---------------------------------------------------------------------------
+# Example 6.5: the windy grid world
+
+WIND = (0, 0, 0, 1, 1, 1, 2, 2, 1, 0)  # the book's upward push of each column
+
+
+def windy_move(env: GridWorldEnv, cell: tuple[int, int], action: str) -> tuple:
+    """(next cell, reward, terminated) of one move from ``cell``, through the env's API."""
+    s = env.grid.cells.index(cell)
+    env.reset(options={"start_state": s})
+    s2, reward, terminated, _, _ = env.step(env.action_names.index(action))
+    return env.grid.cells[s2], reward, terminated
+
+
+def test_windy_grid_world_moves_by_hand() -> None:
+    """Example 6.5: the wind of the column the agent leaves pushes it up, never above the
+    top row; every step pays -1, entering G (3, 7) ends the episode."""
+    env = example_6_5()
+    assert env.grid.shape == (7, 10)
+    assert env.grid.cells[int(np.argmax(env.initial))] == (3, 0)
+    assert windy_move(env, (3, 0), "right") == ((3, 1), -1.0, False)  # no wind in column 0
+    assert windy_move(env, (3, 3), "right") == ((2, 4), -1.0, False)  # wind 1
+    assert windy_move(env, (3, 6), "right") == ((1, 7), -1.0, False)  # wind 2
+    assert windy_move(env, (2, 7), "left") == ((0, 6), -1.0, False)  # wind 2
+    assert windy_move(env, (1, 7), "up") == ((0, 7), -1.0, False)  # stops at the top
+    assert windy_move(env, (2, 7), "down") == ((1, 7), -1.0, False)  # down 1, up 2
+    assert windy_move(env, (4, 8), "left") == ((3, 7), -1.0, True)  # pushed into the goal
+    assert windy_move(env, (3, 9), "down") == ((4, 9), -1.0, False)  # no wind in column 9
+
+
+def test_windy_grid_world_shortest_path_is_15_steps() -> None:
+    """The book: the optimal trajectory takes 15 steps, so v*(start) = -15 (gamma 1)."""
+    env = example_6_5()
+    V = dp.value_iteration(env.to_mdp()).V
+    assert V[env.grid.cells.index((3, 0))].item() == pytest.approx(-15.0)
+    assert V[env.grid.cells.index((3, 7))].item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layout": ("S..G",), "wind": (0, 1, 0)}, "wind must give a non-negative push"),
+        ({"layout": ("S..G",), "wind": (0, -1, 0, 0)}, "wind must give a non-negative push"),
+        ({"layout": ("S#.G",), "wind": (0, 0, 0, 0)}, "without walls"),
+    ],
+)
+def test_wind_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GridWorldEnv(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Example 6.2: the random walk
+
+
+@pytest.mark.parametrize("n_states", [5, 19])
+def test_random_walk_true_values(n_states: int) -> None:
+    """Under the random policy v(k) = k / (n + 1) (1/6 ... 5/6 for the 5-state walk):
+    true_values() agrees with the exact linear solve of the env's own MDP."""
+    env = RandomWalkEnv(n_states)
+    mdp = env.to_mdp()
+    assert mdp.n_states == n_states + 2 and mdp.gamma == 1.0
+    v = dp.exact_policy_evaluation(mdp, mdp.uniform_policy()).numpy()
+    expected = np.arange(n_states + 2) / (n_states + 1)
+    expected[[0, -1]] = 0.0
+    np.testing.assert_allclose(v, expected, atol=1e-12)
+    np.testing.assert_allclose(env.true_values(), expected, atol=1e-12)
+
+
+def test_random_walk_moves_and_rewards() -> None:
+    """Starts in the centre; left from A ends with 0, right from E ends with +1; other
+    moves pay 0 and do not end the episode."""
+    env = RandomWalkEnv()
+    assert {env.reset(seed=seed)[0] for seed in range(10)} == {3}
+    env.reset(options={"start_state": 1})
+    assert env.step(0)[:3] == (0, 0.0, True)
+    env.reset(options={"start_state": 5})
+    assert env.step(1)[:3] == (6, 1.0, True)
+    env.reset(options={"start_state": 4})
+    assert env.step(1)[:3] == (5, 0.0, False)
+    assert env.step(0)[:3] == (4, 0.0, False)
+
+
+@pytest.mark.parametrize("n_states", [0, 4, -3, 5.0])
+def test_random_walk_needs_a_positive_odd_size(n_states) -> None:
+    with pytest.raises(ValueError, match="n_states must be a positive odd integer"):
+        RandomWalkEnv(n_states)
+
+
+# ---------------------------------------------------------------------------
+# reset(options={"start_state": s})
+
+
+def test_reset_start_state_option() -> None:
+    """Any state can be the start through options (also through gymnasium.make's
+    wrappers); anything that is not a state is a ValueError."""
+    env = example_4_1()
+    for s in (0, 5, 15):
+        obs, info = env.reset(options={"start_state": s})
+        assert obs == s and info["prob"] == 1.0
+    wrapped = gym.make("rlcourse/GridWorld4x4-v0")
+    assert wrapped.reset(seed=0, options={"start_state": 6})[0] == 6
+    assert wrapped.step(1)[0] == 7  # right
+    for bad in (16, -1, "3", 2.5):
+        with pytest.raises(
+            ValueError, match=r"options\['start_state'\] must be a state in \[0, 16\)"
+        ):
+            env.reset(options={"start_state": bad})

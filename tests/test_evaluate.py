@@ -134,9 +134,7 @@ def test_same_seed_same_returns_and_episode_i_uses_seed_plus_i() -> None:
     policy = path_table()
     a = evaluate(policy, "FrozenLake-v1", n_episodes=500, seed=10)
     np.testing.assert_array_equal(a, evaluate(policy, "FrozenLake-v1", n_episodes=500, seed=10))
-    np.testing.assert_array_equal(
-        a[2:5], evaluate(policy, "FrozenLake-v1", n_episodes=3, seed=12)
-    )
+    np.testing.assert_array_equal(a[2:5], evaluate(policy, "FrozenLake-v1", n_episodes=3, seed=12))
     assert not np.array_equal(a, evaluate(policy, "FrozenLake-v1", n_episodes=500, seed=11))
     assert 0 < a.mean() < 1
 

@@ -292,3 +292,197 @@ def test_stepper_unknown_names(kwargs: dict, message: str) -> None:
     """Unknown environment or algorithm names are ValueErrors that list the choices."""
     with pytest.raises(ValueError, match=message):
         DPStepper(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# learning curves: smoothing, confidence intervals
+
+
+def test_smooth_is_a_trailing_mean() -> None:
+    """Window 3 over 1..6: [1, (1+2)/2, (1+2+3)/3, (2+3+4)/3, (3+4+5)/3, (4+5+6)/3], row by
+    row for a 2-D array; window 1 returns the data."""
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    np.testing.assert_allclose(plots.smooth(x, 3), [1.0, 1.5, 2.0, 3.0, 4.0, 5.0])
+    runs = np.stack([x, 10 * x[::-1]])
+    np.testing.assert_allclose(
+        plots.smooth(runs, 2), [[1, 1.5, 2.5, 3.5, 4.5, 5.5], [60, 55, 45, 35, 25, 15]]
+    )
+    np.testing.assert_array_equal(plots.smooth(x, 1), x)
+    np.testing.assert_allclose(plots.smooth(x, 10), np.cumsum(x) / np.arange(1, 7))
+
+
+def test_t_critical_values() -> None:
+    """Student's t table: t_{0.975} for 1, 4, 9, 30 degrees of freedom; about 1.96 for many."""
+    assert plots.t_critical_95(1) == 12.706
+    assert plots.t_critical_95(4) == 2.776
+    assert plots.t_critical_95(9) == 2.262
+    assert plots.t_critical_95(30) == 2.042
+    assert plots.t_critical_95(10_000) == pytest.approx(1.96, abs=0.001)
+    with pytest.raises(ValueError, match="at least two runs"):
+        plots.t_critical_95(0)
+
+
+def test_mean_and_ci_by_hand() -> None:
+    """10 runs 0..9 at one point: mean 4.5, sample std sqrt(82.5 / 9), half-width
+    t_{0.975, 9} * std / sqrt(10) = 2.262 * 3.0277 / 3.1623 = 2.1657; a constant point has
+    width 0; one run gives width 0."""
+    runs = np.stack([np.arange(10.0), np.full(10, 7.0)], axis=1)  # [10 runs, 2 points]
+    mean, half = plots.mean_and_ci(runs)
+    np.testing.assert_allclose(mean, [4.5, 7.0])
+    np.testing.assert_allclose(half, [2.262 * np.sqrt(82.5 / 9) / np.sqrt(10), 0.0])
+    assert half[0] == pytest.approx(2.1657, abs=1e-4)
+    mean1, half1 = plots.mean_and_ci(np.array([[1.0, 2.0, 3.0]]))
+    np.testing.assert_array_equal(mean1, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(half1, 0.0)
+
+
+def test_plot_learning_curves_one_line_and_band_per_label() -> None:
+    """Two labels: two lines (the mean of the smoothed runs), two bands (mean -/+ the
+    t-interval), and a legend that counts the runs."""
+    from matplotlib.collections import PolyCollection
+
+    rng = np.random.default_rng(0)
+    curves = {"SARSA": rng.normal(size=(5, 30)), "Q-learning": rng.normal(size=(3, 30)) + 2}
+    ax = plots.plot_learning_curves(curves, smooth_window=4)
+    assert len(ax.lines) == 2
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["SARSA (5 runs)", "Q-learning (3 runs)"]
+    for line, band, runs in zip(ax.lines, bands, curves.values(), strict=True):
+        # trailing mean of 4, by hand, then the mean over runs
+        smoothed = np.stack([[r[max(0, t - 3) : t + 1].mean() for t in range(30)] for r in runs])
+        mean = smoothed.mean(0)
+        half = plots.t_critical_95(len(runs) - 1) * smoothed.std(0, ddof=1) / np.sqrt(len(runs))
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 31))
+        np.testing.assert_allclose(line.get_ydata(), mean)
+        y = band.get_paths()[0].vertices[:, 1]
+        assert y.min() == pytest.approx((mean - half).min())
+        assert y.max() == pytest.approx((mean + half).max())
+    assert ax.lines[0].get_color() != ax.lines[1].get_color()
+
+
+# ---------------------------------------------------------------------------
+# plot_q_grid
+
+
+def test_plot_q_grid_hides_unvisited_states() -> None:
+    """Unvisited non-terminal states are NaN (grey) with no arrow; visited ones show
+    max_a Q and one arrow per greedy action (ties included)."""
+    mdp = from_gymnasium("FrozenLake-v1", gamma=0.9)
+    rng = np.random.default_rng(1)
+    Q = torch.as_tensor(rng.uniform(0, 1, (16, 4)))
+    Q[1] = torch.tensor([0.2, 0.7, 0.7, 0.1], dtype=torch.float64)  # a tie: two arrows
+    visited = np.zeros(16, dtype=bool)
+    visited[[0, 1, 2, 4, 8]] = True
+    ax = plots.plot_q_grid(mdp, Q, visited=visited)
+    image = np.asarray(ax.images[0].get_array().filled(np.nan)).flatten()
+    terminal = mdp.terminal.numpy()
+    hidden = ~visited & ~terminal
+    assert np.isnan(image[hidden]).all()
+    np.testing.assert_allclose(image[visited], Q.amax(1).numpy()[visited])
+    cells = {(r, c) for r, c, _, _ in arrows(ax)}
+    assert cells == {mdp.grid.cells[s] for s in (0, 1, 2, 4, 8)}
+    assert quiver_of(ax).N == 6  # five visited states, one with two tied greedy actions
+    with pytest.raises(ValueError, match=r"Q must have shape \[S, A\] = \[16, 4\]"):
+        plots.plot_q_grid(mdp, torch.zeros(16, 3))
+
+
+# ---------------------------------------------------------------------------
+# AgentStepper
+
+
+def test_agent_stepper_step_shows_the_update() -> None:
+    """step() makes one transition; the text below the figure says 'TD target' and gives
+    the numbers of agent.last, which follow Q-learning's rule from the table before the step."""
+    from rlcourse.widgets import AgentStepper
+
+    stepper = AgentStepper()
+    assert stepper.steps == 0 and stepper.episodes == 0
+    assert "no update yet" in stepper.update_text.value
+    for n in range(1, 4):
+        Q_before = stepper.agent.Q[0].copy()
+        stepper.step()
+        assert stepper.steps == n
+        u = stepper.agent.last
+        text = stepper.update_text.value
+        assert "TD target" in text
+        for value in (u.td_target[0], u.td_error[0], u.q_old[0], u.q_new[0]):
+            assert f"{float(value):.3f}" in text
+        s, a, s2 = int(u.state[0]), int(u.action[0]), int(u.next_state[0])
+        bootstrap = 0.0 if u.terminated[0] else Q_before[s2].max()
+        assert u.td_target[0] == pytest.approx(u.reward[0] + stepper.agent.gamma * bootstrap)
+        assert u.q_new[0] == pytest.approx(Q_before[s, a] + stepper.agent.alpha * u.td_error[0])
+        assert f"step {n}" in stepper.status.value
+
+
+def test_agent_stepper_play_episode_ends_one_episode() -> None:
+    """play_episode() stops exactly when the current episode ends (the last update ends it)."""
+    from rlcourse.widgets import AgentStepper
+
+    stepper = AgentStepper(env="Example 4.1 (4x4, terminal corners)")
+    stepper.step()
+    stepper.play_episode()
+    assert stepper.episodes == 1
+    u = stepper.agent.last
+    assert u.terminated[0] or u.truncated[0]
+    length = int(stepper.agent.lengths[0, 0])
+    assert stepper.steps == length
+    stepper.play_episode()
+    assert stepper.episodes == 2
+    assert stepper.steps == length + int(stepper.agent.lengths[0, 1])
+    assert "episode 2" in stepper.status.value
+
+
+def test_agent_stepper_sliders_and_method_switch() -> None:
+    """The sliders set the agent's alpha, gamma and epsilon between steps; switching the
+    method starts a new agent (Q = 0, no steps)."""
+    from rlcourse.widgets import AgentStepper
+
+    stepper = AgentStepper(env="Windy grid world (Example 6.5)")
+    for _ in range(5):
+        stepper.step()
+    stepper.alpha_slider.value = 0.25
+    stepper.gamma_slider.value = 0.8
+    stepper.epsilon_slider.value = 0.3
+    assert stepper.agent.alpha == 0.25
+    assert stepper.agent.gamma == 0.8
+    np.testing.assert_allclose(stepper.agent.epsilon(np.array([0, 7])), [0.3, 0.3])
+    stepper.step()
+    assert stepper.agent.last.q_new[0] == pytest.approx(
+        stepper.agent.last.q_old[0] + 0.25 * stepper.agent.last.td_error[0]
+    )
+    stepper.method_choice.value = "SARSA"
+    assert stepper.agent.method == "sarsa"
+    assert stepper.steps == 0 and stepper.episodes == 0
+    assert not stepper.agent.Q.any()
+    assert stepper.agent.alpha == 0.25  # the new agent keeps the slider settings
+    stepper.step()
+    assert "Q(S′, A′)" in stepper.update_text.value
+
+
+def test_agent_stepper_repr_is_stable() -> None:
+    """text/plain is the same for two fresh steppers, has no memory address, and counts."""
+    from rlcourse.widgets import AgentStepper
+
+    a, b = AgentStepper(), AgentStepper()
+    text = a._repr_mimebundle_()["text/plain"]
+    assert text == b._repr_mimebundle_()["text/plain"]
+    assert not re.search(r"0x[0-9a-fA-F]{4,}", text)
+    assert "CliffWalking" in text and "steps=0" in text
+    a.step()
+    assert "steps=1" in a._repr_mimebundle_()["text/plain"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"env": "Example 9.9"}, "unknown environment 'Example 9.9'"),
+        ({"method": "TD(lambda)"}, r"unknown method 'TD\(lambda\)'"),
+    ],
+)
+def test_agent_stepper_unknown_names(kwargs: dict, message: str) -> None:
+    from rlcourse.widgets import AgentStepper
+
+    with pytest.raises(ValueError, match=message):
+        AgentStepper(**kwargs)

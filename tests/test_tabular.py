@@ -427,7 +427,9 @@ def test_prediction_learner_alone_equals_batch(predict: str) -> None:
 
     def go(seed: int, n: int):
         if predict == "td0":
-            return tabular.td0_prediction(RandomWalkEnv(), RW_POLICY, 15, 0.1, 1.0, seed, num_runs=n)
+            return tabular.td0_prediction(
+                RandomWalkEnv(), RW_POLICY, 15, 0.1, 1.0, seed, num_runs=n
+            )
         return tabular.mc_prediction(RandomWalkEnv(), RW_POLICY, 15, 1.0, seed, num_runs=n)
 
     Vb, hb = go(7, 3)

@@ -185,7 +185,9 @@ def run_copies(vec: TabularVectorEnv, seed, actions: np.ndarray) -> list:
     out = [vec.reset(seed=seed)[0]]
     for a in actions:
         obs, reward, terminated, truncated, info = vec.step(a)
-        final = np.where(info.get("_final_obs", np.zeros(len(a), bool)), info.get("final_obs", -1), -1)
+        final = np.where(
+            info.get("_final_obs", np.zeros(len(a), bool)), info.get("final_obs", -1), -1
+        )
         out.append(np.stack([obs, reward, terminated, truncated, final]))
     return out
 
