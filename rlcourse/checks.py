@@ -452,3 +452,140 @@ def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
             )
         raise CheckError(message)
     _passed(name, n)
+
+
+# ------------------------------------------------------- chapter 5 exercises
+def _dqn_batch(seed: int, B: int = 8, obs_dim: int = 4, n_actions: int = 3) -> dict[str, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    terminated = torch.zeros(B)
+    terminated[: B // 3] = 1.0
+    return {
+        "obs": torch.randn(B, obs_dim, generator=g),
+        "actions": torch.randint(0, n_actions, (B,), generator=g),
+        "rewards": torch.randn(B, generator=g),
+        "next_obs": torch.randn(B, obs_dim, generator=g),
+        "terminated": terminated[torch.randperm(B, generator=g)],
+    }
+
+
+def check_dqn_targets(fn: Callable[..., Any]) -> None:
+    """``fn(rewards [B], next_q_target [B, A], terminated [B], gamma) -> targets [B]``:
+    ``r + gamma * (1 - terminated) * max_a Q_target(s', a)``."""
+    name, n = "dqn_targets", 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        B, A = 10, 3
+        rewards = torch.randn(B, generator=g)
+        next_q = torch.randn(B, A, generator=g) * 5
+        terminated = (torch.rand(B, generator=g) < 0.4).float()
+        gamma = (0.99, 0.9, 0.5, 1.0)[seed]
+        got = _call(name, fn, rewards.clone(), next_q.clone(), terminated.clone(), gamma)
+        expected = rewards + gamma * (1 - terminated) * next_q.max(1).values
+        mistakes = {
+            "bootstrapped after termination (no terminal masking)": rewards
+            + gamma * next_q.max(1).values,
+            "averaged over next actions instead of taking the max": rewards
+            + gamma * (1 - terminated) * next_q.mean(1),
+            "forgot the discount gamma": rewards + (1 - terminated) * next_q.max(1).values,
+            "masked with terminated instead of (1 - terminated)": rewards
+            + gamma * terminated * next_q.max(1).values,
+        }
+        _compare(
+            name,
+            f"batch {seed}",
+            got.to(torch.float64),
+            expected.double(),
+            {k: v.double() for k, v in mistakes.items()},
+            what="sample",
+        )
+        n += 1
+    _passed(name, n)
+
+
+def check_dqn_loss(fn: Callable[..., Any]) -> None:
+    """``fn(q_net, target_net, batch, gamma) -> loss`` (a scalar tensor), the mean squared TD
+    error at the actions taken, with the target from ``target_net`` treated as a constant.
+
+    Checked: the value, and the gradient with respect to the online network (the
+    semi-gradient); the target network must receive no gradient.
+    """
+    import copy
+
+    from rlcourse.nets import QNetwork
+
+    name, n = "dqn_loss", 0
+    for seed in range(3):
+        torch.manual_seed(seed)
+        q_net, target_net = QNetwork(4, 3, (16,)), QNetwork(4, 3, (16,))
+        batch = _dqn_batch(seed)
+        gamma = 0.9
+        # reference: semi-gradient of the squared TD error
+        ref_q = copy.deepcopy(q_net)
+        q_taken = ref_q(batch["obs"]).gather(1, batch["actions"][:, None]).squeeze(1)
+        with torch.no_grad():
+            y = (
+                batch["rewards"]
+                + gamma * (1 - batch["terminated"]) * target_net(batch["next_obs"]).max(1).values
+            )
+        ref_loss = ((q_taken - y) ** 2).mean()
+        ref_loss.backward()
+        ref_grads = [p.grad.clone() for p in ref_q.parameters()]
+
+        student_q, student_target = copy.deepcopy(q_net), copy.deepcopy(target_net)
+        loss = _call(
+            name, fn, student_q, student_target, {k: v.clone() for k, v in batch.items()}, gamma
+        )
+        if loss.dim() != 0:
+            raise CheckError(
+                f"{name} must return a scalar loss (the mean over the batch), got shape "
+                f"{list(loss.shape)}"
+            )
+        with torch.no_grad():
+            q_all = q_net(batch["obs"])
+            wrong_values = {
+                "bootstrapped after termination (no terminal masking)": (
+                    q_taken.detach()
+                    - (batch["rewards"] + gamma * target_net(batch["next_obs"]).max(1).values)
+                ),
+                "took the TD error at the greedy action instead of the action taken": (
+                    q_all.max(1).values - y
+                ),
+                "computed the target with the online network instead of the target network": (
+                    q_taken.detach()
+                    - (
+                        batch["rewards"]
+                        + gamma * (1 - batch["terminated"]) * q_net(batch["next_obs"]).max(1).values
+                    )
+                ),
+            }
+        value, expected = float(loss.detach()), float(ref_loss.detach())
+        if abs(value - expected) > 1e-5:
+            message = f"{name} (batch {seed}): loss {value:.5f}, expected {expected:.5f}."
+            for mistake, err in wrong_values.items():
+                if abs(value - float((err**2).mean())) < 1e-5:
+                    message += f" It looks like you {mistake}."
+                    break
+            raise CheckError(message)
+        if not loss.requires_grad:
+            raise CheckError(
+                f"{name}: the loss has no gradient: compute Q(s, a) with q_net outside "
+                "torch.no_grad()"
+            )
+        loss.backward()
+        if any(p.grad is not None and p.grad.abs().sum() > 0 for p in student_target.parameters()):
+            raise CheckError(
+                f"{name}: the target network received a gradient. The TD target is a "
+                "constant: compute it under torch.no_grad() (or .detach() it), and "
+                "never train the target network directly"
+            )
+        grads = [
+            p.grad if p.grad is not None else torch.zeros_like(p) for p in student_q.parameters()
+        ]
+        if any(not torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads, strict=True)):
+            raise CheckError(
+                f"{name}: the loss value is right but its gradient is not the "
+                "semi-gradient: the gradient flows through the TD target. Detach "
+                "the target (torch.no_grad()) so only Q(s, a) is differentiated"
+            )
+        n += 1
+    _passed(name, n)

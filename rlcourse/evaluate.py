@@ -31,7 +31,18 @@ def _greedy_table(agent: Any) -> np.ndarray | None:
     return None
 
 
-def evaluate(agent: Any, env: Any, n_episodes: int = 100, seed: int = 0) -> np.ndarray:
+#: episodes of an env without a time limit are cut here (a greedy policy can loop forever)
+DEFAULT_MAX_STEPS = 10_000
+
+
+def evaluate(
+    agent: Any,
+    env: Any,
+    n_episodes: int = 100,
+    seed: int = 0,
+    *,
+    max_episode_steps: int | None = None,
+) -> np.ndarray:
     """Returns ``[n_episodes]`` of the agent's greedy policy on seeded episodes.
 
     ``agent`` is a ``[S, A]`` table (a Q-table or a policy; its argmax is played) or an
@@ -39,8 +50,12 @@ def evaluate(agent: Any, env: Any, n_episodes: int = 100, seed: int = 0) -> np.n
     ``env`` is an env id or an environment. Episode ``i`` runs in its own copy of the
     env seeded ``seed + i``, so two agents evaluated with the same seed meet the same
     start states and the same random outcomes wherever they act alike.
+
+    Episodes end at the env's own time limit; an env without one (CliffWalking, where
+    a greedy policy can walk into a wall forever) is cut after ``max_episode_steps``
+    (default 10,000) steps, and the return collected until then counts.
     """
-    if not isinstance(n_episodes, int) or n_episodes < 1:
+    if not isinstance(n_episodes, int) or isinstance(n_episodes, bool) or n_episodes < 1:
         raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
     greedy = _greedy_table(agent)
     if greedy is None and not callable(getattr(agent, "act", None)):
@@ -60,15 +75,18 @@ def evaluate(agent: Any, env: Any, n_episodes: int = 100, seed: int = 0) -> np.n
         vec = gym.make_vec(env, num_envs=n_episodes, vectorization_mode="sync",
                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})  # fmt: skip
         act = (lambda obs: greedy[np.asarray(obs)]) if greedy is not None else agent.act
-    return _first_episode_returns(vec, act, seed)
+    return _first_episode_returns(vec, act, seed, max_episode_steps or DEFAULT_MAX_STEPS)
 
 
-def _first_episode_returns(vec: Any, act: Any, seed: int) -> np.ndarray:
-    """Run every copy until its first episode ends; the undiscounted return of each."""
+def _first_episode_returns(vec: Any, act: Any, seed: int, max_steps: int) -> np.ndarray:
+    """Run every copy until its first episode ends (or ``max_steps``); the undiscounted
+    return of each."""
     n = vec.num_envs
     obs, _ = vec.reset(seed=seed)
     returns, running = np.zeros(n), np.ones(n, dtype=bool)
-    while running.any():
+    for _ in range(max_steps):
+        if not running.any():
+            break
         actions = act(obs)
         if isinstance(actions, torch.Tensor):
             actions = actions.detach().cpu().numpy()

@@ -43,6 +43,12 @@ def exact_success_within(mdp, policy: torch.Tensor, steps: int) -> float:
     return float(V[0])
 
 
+def optimal_policy() -> tuple[object, torch.Tensor]:
+    """FrozenLake 4x4's MDP (gamma 0.99) and its optimal policy by value iteration."""
+    mdp = from_gymnasium("FrozenLake-v1", gamma=0.99)
+    return mdp, dp.value_iteration(mdp).policy
+
+
 @contextmanager
 def time_limit(seconds: int) -> Iterator[None]:
     """Fail (instead of hanging the suite) if the block runs longer than ``seconds``."""
@@ -129,23 +135,21 @@ def test_agent_on_an_env_without_a_table() -> None:
 
 
 def test_same_seed_same_returns_and_episode_i_uses_seed_plus_i() -> None:
-    """Same seed: same returns; episode i runs in a copy seeded seed + i, so episodes 2..4
-    of seed 10 are episodes 0..2 of seed 12; another seed gives other outcomes."""
-    policy = path_table()
+    """Same seed: same returns; episode i runs in a copy seeded seed + i, so episodes
+    100..399 of seed 10 are episodes 0..299 of seed 110; another seed gives other outcomes
+    (the optimal policy succeeds about 74% of the time, so outcomes vary)."""
+    _, policy = optimal_policy()
     a = evaluate(policy, "FrozenLake-v1", n_episodes=500, seed=10)
+    assert 0.6 < a.mean() < 0.9
     np.testing.assert_array_equal(a, evaluate(policy, "FrozenLake-v1", n_episodes=500, seed=10))
-    np.testing.assert_array_equal(a[2:5], evaluate(policy, "FrozenLake-v1", n_episodes=3, seed=12))
+    np.testing.assert_array_equal(
+        a[100:400], evaluate(policy, "FrozenLake-v1", n_episodes=300, seed=110)
+    )
     assert not np.array_equal(a, evaluate(policy, "FrozenLake-v1", n_episodes=500, seed=11))
-    assert 0 < a.mean() < 1
 
 
 # ---------------------------------------------------------------------------
 # FrozenLake: the optimal policy and Q-learning's
-
-
-def optimal_policy() -> tuple[object, torch.Tensor]:
-    mdp = from_gymnasium("FrozenLake-v1", gamma=0.99)
-    return mdp, dp.value_iteration(mdp).policy
 
 
 def test_optimal_policy_success_rate_matches_dynamic_programming() -> None:
@@ -162,13 +166,15 @@ def test_optimal_policy_success_rate_matches_dynamic_programming() -> None:
 
 
 def test_q_learning_policies_are_nearly_optimal() -> None:
-    """The acceptance check: Q-learning (alpha 0.05, gamma 0.99, epsilon 1 -> 0.01 over
-    5000 episodes, 6000 episodes, 20 seeded runs): every run's greedy policy succeeds
-    within 0.02 of the optimal policy on the same 10,000 seeded episodes."""
+    """The acceptance check, with chapter 4's documented settings and seed (alpha 0.03,
+    gamma 0.99, epsilon 1 -> 0.01 over 6000 episodes, 8000 episodes, 20 runs from seed 0):
+    every run's greedy policy succeeds within 0.02 of the optimal policy on the same
+    10,000 seeded episodes. (Constant-step Q-learning leaves some noise in Q: with other
+    seeds about one run in 40 picks a worse action in a near-tied state.)"""
     _, policy = optimal_policy()
     best = evaluate(policy, "FrozenLake-v1", n_episodes=10_000, seed=123).mean()
     Q, _ = tabular.q_learning(
-        "FrozenLake-v1", 6000, 0.05, 0.99, tabular.linear_schedule(1.0, 0.01, 5000), 0, num_runs=20
+        "FrozenLake-v1", 8000, 0.03, 0.99, tabular.linear_schedule(1.0, 0.01, 6000), 0, num_runs=20
     )
     rates = np.array(
         [evaluate(Q[i], "FrozenLake-v1", n_episodes=10_000, seed=123).mean() for i in range(20)]
@@ -211,3 +217,10 @@ def test_policy_that_never_ends_an_episode_does_not_hang() -> None:
             assert "step" in str(err) or "limit" in str(err) or "end" in str(err)
         else:
             assert returns.shape == (2,) and (returns < 0).all()
+
+
+def test_episodes_without_time_limit_are_cut_at_max_episode_steps() -> None:
+    """An endless greedy policy is cut after max_episode_steps; its return so far counts
+    (CliffWalking pays -1 per step, so 50 steps give -50)."""
+    returns = evaluate(torch.zeros(48, 4), "CliffWalking-v1", n_episodes=3, max_episode_steps=50)
+    assert returns.tolist() == [-50.0, -50.0, -50.0]

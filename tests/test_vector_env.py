@@ -339,6 +339,17 @@ def test_q_learning_on_a_gymnasium_same_step_vector_env() -> None:
         assert steps == 6, f"learner {i}"
 
 
+def test_generic_path_learner_alone_equals_batch() -> None:
+    """Through gymnasium's vector env too, learner i of a batch seeded s equals a single
+    learner seeded s + i (gymnasium seeds copy i with s + i, as TabularVectorEnv does)."""
+    Qb, hb = tabular.sarsa(same_step_vec("FrozenLake-v1", 3), 20, 0.3, 0.9, 0.2, 4, num_runs=3)
+    for i in range(3):
+        Qi, hi = tabular.sarsa(same_step_vec("FrozenLake-v1", 1), 20, 0.3, 0.9, 0.2, 4 + i)
+        np.testing.assert_array_equal(Qi.numpy(), Qb[i].numpy())
+        np.testing.assert_array_equal(hi.lengths, hb.run(i).lengths)
+    assert not np.array_equal(hb.lengths[0], hb.lengths[1])
+
+
 def test_generic_path_final_observation_handling() -> None:
     """Through gymnasium's vector env (deterministic lake, 2-step limit): copy 0 goes down,
     then right into the hole 5 (terminated: target 0, Q(5, .) = 100 unused); copy 1 goes

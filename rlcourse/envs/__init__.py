@@ -16,7 +16,15 @@ Every env has ``env.unwrapped.to_mdp()``, the exact :class:`~rlcourse.mdp.Tabula
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
+
+# gymnasium renders CartPole and friends with pygame. On a machine without a display
+# (a Jupyter server, Binder, CI) pygame's default video driver fails and prints an error
+# at every render; "rgb_array" rendering needs no window, so use SDL's dummy driver there.
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 from rlcourse.envs.gambler import GamblerEnv
 from rlcourse.envs.gridworld import GridWorldEnv, example_3_5, example_4_1, example_6_5

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from rlcourse.envs.tabular import TabularEnv, as_tabular_env
@@ -52,7 +53,7 @@ class TabularVectorEnv(VectorEnv):
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, env: Any, num_envs: int, *, max_episode_steps: int | None = None) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.env: TabularEnv = as_tabular_env(env)
         self.num_envs = num_envs
@@ -132,6 +133,11 @@ def tabular_vector_env(env: Any, num_envs: int) -> VectorEnv:
             raise ValueError(
                 f"the tabular methods need a vector env with autoreset_mode=SAME_STEP, got {mode}"
             )
+        if vec.num_envs != num_envs:
+            raise ValueError(
+                f"the vector env's copies (num_envs={vec.num_envs}) do not match "
+                f"num_runs={num_envs}: each run needs one copy"
+            )
     else:
         try:
             return TabularVectorEnv(env, num_envs)
@@ -159,3 +165,96 @@ def tabular_vector_env(env: Any, num_envs: int) -> VectorEnv:
                 "space has no table to index (see the DQN chapter for function approximation)"
             )
     return vec
+
+
+class Transitions:
+    """Steps a gymnasium vector env and returns clean transitions as torch tensors.
+
+    gymnasium's vector envs reset finished copies in one of two ways, and code that
+    learns from their steps must know which:
+
+    * ``NEXT_STEP`` (gymnasium's default, e.g. ``CartPoleVectorEnv``): the step that
+      ends an episode returns its final observation; the *next* step resets that copy,
+      ignores its action and returns the first observation with reward 0. That step is
+      not a transition: ``valid`` is False for it.
+    * ``SAME_STEP``: the step that ends an episode already returns the next episode's
+      first observation; the final one is in ``info["final_obs"]``.
+
+    ``step(actions)`` returns ``(next_obs, reward, terminated, truncated, valid)`` where
+    ``next_obs`` is always the observation the transition led to (bootstrap from it on
+    ``truncated``, never on ``terminated``); ``obs`` holds the observation to act on
+    next. Completed episodes' returns and lengths are collected in ``episodes`` as
+    ``(env_steps_so_far, return, length)``.
+    """
+
+    def __init__(self, envs: VectorEnv, device: torch.device) -> None:
+        self.envs, self.device = envs, device
+        self.mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if self.mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"unsupported autoreset mode {self.mode}: use NEXT_STEP or SAME_STEP")
+        self.n = envs.num_envs
+        self.obs: torch.Tensor | None = None
+        self._restarting = torch.zeros(self.n, dtype=torch.bool, device=device)
+        self._return = torch.zeros(self.n, device=device)
+        self._length = torch.zeros(self.n, dtype=torch.long, device=device)
+        self.env_steps = 0
+        self.episodes: list[tuple[int, float, int]] = []
+
+    def _tensor(self, x: Any, dtype: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(x, device=self.device).to(dtype)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = self._tensor(obs, torch.float32)
+        self._restarting.zero_()
+        self._return.zero_()
+        self._length.zero_()
+        return self.obs
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One step of every copy: ``(next_obs, reward, terminated, truncated, valid)``."""
+        act = actions if _is_torch_env(self.envs) else actions.detach().cpu().numpy()
+        obs, reward, terminated, truncated, info = self.envs.step(act)
+        obs = self._tensor(obs, torch.float32)
+        reward = self._tensor(reward, torch.float32)
+        terminated = self._tensor(terminated, torch.bool)
+        truncated = self._tensor(truncated, torch.bool)
+        done = terminated | truncated
+        if self.mode == AutoresetMode.NEXT_STEP:
+            valid = ~self._restarting
+            next_obs = obs
+            self._restarting = done & valid
+        else:
+            valid = torch.ones_like(done)
+            next_obs = obs
+            if "_final_obs" in info:
+                mask = self._tensor(info["_final_obs"], torch.bool)
+                final = info["final_obs"]
+                if not isinstance(
+                    final, torch.Tensor
+                ):  # gymnasium: an object array, None where not done
+                    current = obs.cpu().numpy()
+                    final = np.stack(
+                        [
+                            f if m else o
+                            for f, m, o in zip(final, mask.tolist(), current, strict=True)
+                        ]
+                    )
+                final = self._tensor(final, torch.float32)
+                next_obs = torch.where(mask.view(-1, *[1] * (obs.dim() - 1)), final, obs)
+        self.env_steps += int(valid.sum())
+        self._return += reward * valid
+        self._length += valid
+        ended = done & valid
+        if ended.any():
+            for i in torch.nonzero(ended).flatten().tolist():
+                self.episodes.append((self.env_steps, float(self._return[i]), int(self._length[i])))
+            self._return[ended] = 0.0
+            self._length[ended] = 0
+        self.obs = obs
+        return next_obs, reward, terminated, truncated, valid
+
+
+def _is_torch_env(envs: Any) -> bool:
+    """Whether a vector env takes and returns torch tensors (the course's batched envs)."""
+    return bool(getattr(envs, "torch_native", False))

@@ -1,0 +1,211 @@
+"""Time to solve CartPole-v1: rlcourse against Stable-Baselines3, in one run.
+
+For each algorithm and library, and each of ``--seeds`` seeds, one training run in
+its own process:
+
+* every ``EVAL_EVERY`` environment steps the greedy (deterministic) policy plays
+  ``EVAL_EPISODES`` seeded evaluation episodes (the same ones for both libraries,
+  through ``rlcourse.evaluate``); the clock is paused while it does;
+* the run is *solved* at the first evaluation whose mean return is at least 475;
+  time-to-solve is the training wall time up to then (evaluations excluded);
+* a run that has not solved within the step budget counts as not solved.
+
+Stable-Baselines3 runs with the RL Zoo's tuned CartPole-v1 hyperparameters; rlcourse
+with its documented defaults. The table gives, per algorithm and library, the seeds
+solved, the median time and steps to solve (over solved seeds), the peak resident
+memory of the process, and the ratio of the medians (SB3 / rlcourse).
+
+Run: ``python benchmarks/cartpole.py`` (``--algos dqn``, ``--seeds 5``,
+``--threads 1``). Each run is a separate process, so one run's memory or threads
+cannot affect another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+ENV_ID = "CartPole-v1"
+THRESHOLD = 475.0
+EVAL_EVERY = 2_500
+EVAL_EPISODES = 20
+EVAL_SEED = 10_000  # evaluation episodes are seeded EVAL_SEED + seed + i, for both libraries
+
+# RL Zoo (rl-baselines3-zoo, hyperparams/*.yml), CartPole-v1
+ZOO: dict[str, dict[str, Any]] = {
+    "dqn": {
+        "n_timesteps": 50_000,
+        "learning_rate": 2.3e-3,
+        "batch_size": 64,
+        "buffer_size": 100_000,
+        "learning_starts": 1_000,
+        "gamma": 0.99,
+        "target_update_interval": 10,
+        "train_freq": 256,
+        "gradient_steps": 128,
+        "exploration_fraction": 0.16,
+        "exploration_final_eps": 0.04,
+        "policy_kwargs": {"net_arch": [256, 256]},
+    },
+}
+#: step budget per run, the same for both libraries (twice the Zoo's n_timesteps)
+BUDGET = {"dqn": 100_000}
+
+
+# ---------------------------------------------------------------- workers
+def run_rlcourse_dqn(seed: int) -> dict[str, Any]:
+    from rlcourse import dqn
+
+    config = dqn.DQNConfig(
+        total_steps=BUDGET["dqn"],
+        eval_every=EVAL_EVERY,
+        eval_episodes=EVAL_EPISODES,
+        solve_threshold=THRESHOLD,
+        device="cpu",
+    )
+    _, history = dqn.train(ENV_ID, config, seed=seed, progress=False)
+    steps = history.evaluations[-1][0] if history.evaluations else 0
+    return {
+        "solved": history.solved_step is not None,
+        "time": history.solved_time,
+        "steps": history.solved_step,
+        "train_time": history.train_time,
+        "steps_run": steps,
+    }
+
+
+def run_sb3(algo: str, seed: int) -> dict[str, Any]:
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    import rlcourse
+
+    class Greedy:
+        def __init__(self, model: Any) -> None:
+            self.model = model
+
+        def act(self, obs: Any) -> Any:
+            return self.model.predict(obs, deterministic=True)[0]
+
+    class SolveCallback(BaseCallback):
+        """Evaluate every EVAL_EVERY steps (clock paused); stop at the first solve."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval, self.eval_time, self.start = EVAL_EVERY, 0.0, time.perf_counter()
+            self.solved_step: int | None = None
+            self.solved_time: float | None = None
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += EVAL_EVERY
+            t0 = time.perf_counter()
+            returns = rlcourse.evaluate(Greedy(self.model), ENV_ID, EVAL_EPISODES, EVAL_SEED + seed)
+            self.eval_time += time.perf_counter() - t0
+            if returns.mean() >= THRESHOLD:
+                self.solved_step = self.num_timesteps
+                self.solved_time = time.perf_counter() - self.start - self.eval_time
+                return False
+            return True
+
+    hp = dict(ZOO[algo])
+    hp.pop("n_timesteps")
+    model = getattr(sb3, algo.upper())(
+        "MlpPolicy", ENV_ID, seed=seed, device="cpu", verbose=0, **hp
+    )
+    callback = SolveCallback()
+    model.learn(total_timesteps=BUDGET[algo], callback=callback)
+    return {
+        "solved": callback.solved_step is not None,
+        "time": callback.solved_time,
+        "steps": callback.solved_step,
+        "train_time": time.perf_counter() - callback.start - callback.eval_time,
+        "steps_run": model.num_timesteps,
+    }
+
+
+WORKERS: dict[tuple[str, str], Callable[[int], dict[str, Any]]] = {
+    ("rlcourse", "dqn"): run_rlcourse_dqn,
+    ("sb3", "dqn"): lambda seed: run_sb3("dqn", seed),
+}
+
+
+def worker(library: str, algo: str, seed: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    result = WORKERS[(library, algo)](seed)
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+# ----------------------------------------------------------------- driver
+def run_one(library: str, algo: str, seed: int, threads: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", library, algo, str(seed), "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algos", default="dqn", help="comma-separated: dqn")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both libraries")
+    parser.add_argument("--libraries", default="rlcourse,sb3")
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("LIBRARY", "ALGO", "SEED"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker[0], args.worker[1], int(args.worker[2]), args.threads)
+        return
+
+    import torch
+
+    print(
+        f"{ENV_ID}: time to a greedy mean >= {THRESHOLD:g} over {EVAL_EPISODES} seeded episodes, "
+        f"evaluated every {EVAL_EVERY} steps (evaluation time excluded); {args.seeds} seeds; "
+        f"torch {torch.__version__}, {args.threads} thread(s)"
+    )
+    header = (
+        f"{'algorithm':<6} {'library':<9} {'solved':>7} {'median time':>12} {'median steps':>13} "
+        f"{'peak MB':>8}  per-seed time to solve"
+    )
+    print(header)
+    print("-" * len(header))
+    medians: dict[tuple[str, str], float] = {}
+    for algo in args.algos.split(","):
+        for library in args.libraries.split(","):
+            results = [run_one(library, algo, seed, args.threads) for seed in range(args.seeds)]
+            solved = [r for r in results if r["solved"]]
+            med_t = statistics.median(r["time"] for r in solved) if solved else float("nan")
+            med_s = statistics.median(r["steps"] for r in solved) if solved else float("nan")
+            medians[(algo, library)] = med_t
+            per_seed = " ".join(f"{r['time']:.1f}s" if r["solved"] else "-" for r in results)
+            print(
+                f"{algo:<6} {library:<9} {len(solved):>5}/{args.seeds} {med_t:>10.1f} s "
+                f"{med_s:>13.0f} {max(r['peak_mb'] for r in results):>8.0f}  {per_seed}",
+                flush=True,
+            )
+        if (algo, "rlcourse") in medians and (algo, "sb3") in medians:
+            print(
+                f"{algo:<6} ratio of median times, SB3 / rlcourse: "
+                f"{medians[(algo, 'sb3')] / medians[(algo, 'rlcourse')]:.1f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
