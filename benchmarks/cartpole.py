@@ -1,4 +1,4 @@
-"""Time to solve CartPole-v1: rlcourse against Stable-Baselines3, in one run.
+"""Time to solve CartPole-v1 (and Pendulum-v1): rlcourse against Stable-Baselines3, in one run.
 
 For each algorithm and library, and each of ``--seeds`` seeds, one training run in
 its own process:
@@ -55,8 +55,26 @@ ZOO: dict[str, dict[str, Any]] = {
         "policy_kwargs": {"net_arch": [256, 256]},
     },
 }
-#: step budget per run, the same for both libraries (twice the Zoo's n_timesteps)
-BUDGET = {"dqn": 100_000}
+ZOO["ppo"] = {
+    "n_envs": 8,
+    "n_timesteps": 100_000,
+    "n_steps": 32,
+    "batch_size": 256,
+    "gae_lambda": 0.8,
+    "gamma": 0.98,
+    "n_epochs": 20,
+    "ent_coef": 0.0,
+    "learning_rate": "lin_0.001",
+    "clip_range": "lin_0.2",
+}
+#: step budget per run, the same for both libraries
+BUDGET = {"dqn": 100_000, "ppo": 100_000, "ppo-pendulum": 200_000}
+#: (env id, threshold, evaluation interval) of each task
+TASKS = {
+    "dqn": (ENV_ID, THRESHOLD, EVAL_EVERY),
+    "ppo": (ENV_ID, THRESHOLD, EVAL_EVERY),
+    "ppo-pendulum": ("Pendulum-v1", -250.0, 20_000),
+}
 
 
 # ---------------------------------------------------------------- workers
@@ -79,6 +97,35 @@ def run_rlcourse_dqn(seed: int) -> dict[str, Any]:
         "train_time": history.train_time,
         "steps_run": steps,
     }
+
+
+def run_rlcourse_ppo(task: str, seed: int) -> dict[str, Any]:
+    from rlcourse import ppo
+
+    env_id, threshold, every = TASKS[task]
+    config = ppo.PPOConfig.for_env(
+        env_id,
+        total_steps=BUDGET[task],
+        eval_every=every,
+        eval_episodes=EVAL_EPISODES,
+        solve_threshold=threshold,
+        device="cpu",
+    )
+    _, history = ppo.train(env_id, config, seed=seed, progress=False)
+    return {
+        "solved": history.solved_step is not None,
+        "time": history.solved_time,
+        "steps": history.solved_step,
+        "train_time": history.train_time,
+    }
+
+
+def _linear(value: Any) -> Any:
+    """The Zoo's "lin_X": X decayed linearly to 0 over training."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        start = float(value[4:])
+        return lambda progress_remaining: progress_remaining * start
+    return value
 
 
 def run_sb3(algo: str, seed: int) -> dict[str, Any]:
@@ -116,11 +163,12 @@ def run_sb3(algo: str, seed: int) -> dict[str, Any]:
                 return False
             return True
 
-    hp = dict(ZOO[algo])
+    from stable_baselines3.common.env_util import make_vec_env
+
+    hp = {k: _linear(v) for k, v in ZOO[algo].items()}
     hp.pop("n_timesteps")
-    model = getattr(sb3, algo.upper())(
-        "MlpPolicy", ENV_ID, seed=seed, device="cpu", verbose=0, **hp
-    )
+    env = make_vec_env(ENV_ID, n_envs=hp.pop("n_envs", 1), seed=seed)
+    model = getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **hp)
     callback = SolveCallback()
     model.learn(total_timesteps=BUDGET[algo], callback=callback)
     return {
@@ -135,6 +183,9 @@ def run_sb3(algo: str, seed: int) -> dict[str, Any]:
 WORKERS: dict[tuple[str, str], Callable[[int], dict[str, Any]]] = {
     ("rlcourse", "dqn"): run_rlcourse_dqn,
     ("sb3", "dqn"): lambda seed: run_sb3("dqn", seed),
+    ("rlcourse", "ppo"): lambda seed: run_rlcourse_ppo("ppo", seed),
+    ("sb3", "ppo"): lambda seed: run_sb3("ppo", seed),
+    ("rlcourse", "ppo-pendulum"): lambda seed: run_rlcourse_ppo("ppo-pendulum", seed),
 }
 
 
@@ -161,7 +212,11 @@ def run_one(library: str, algo: str, seed: int, threads: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="dqn", help="comma-separated: dqn")
+    parser.add_argument(
+        "--algos",
+        default="dqn,ppo,ppo-pendulum",
+        help="comma-separated: dqn, ppo, ppo-pendulum (rlcourse only)",
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both libraries")
     parser.add_argument("--libraries", default="rlcourse,sb3")
@@ -180,8 +235,12 @@ def main() -> None:
         f"evaluated every {EVAL_EVERY} steps (evaluation time excluded); {args.seeds} seeds; "
         f"torch {torch.__version__}, {args.threads} thread(s)"
     )
+    print(
+        "ppo-pendulum: Pendulum-v1, time to a greedy mean >= -250 over 20 seeded episodes, "
+        "evaluated every 20,000 steps, budget 200,000 steps (rlcourse only)"
+    )
     header = (
-        f"{'algorithm':<6} {'library':<9} {'solved':>7} {'median time':>12} {'median steps':>13} "
+        f"{'algorithm':<12} {'library':<9} {'solved':>7} {'median time':>12} {'median steps':>13} "
         f"{'peak MB':>8}  per-seed time to solve"
     )
     print(header)
@@ -189,6 +248,8 @@ def main() -> None:
     medians: dict[tuple[str, str], float] = {}
     for algo in args.algos.split(","):
         for library in args.libraries.split(","):
+            if (library, algo) not in WORKERS:
+                continue
             results = [run_one(library, algo, seed, args.threads) for seed in range(args.seeds)]
             solved = [r for r in results if r["solved"]]
             med_t = statistics.median(r["time"] for r in solved) if solved else float("nan")
@@ -196,13 +257,13 @@ def main() -> None:
             medians[(algo, library)] = med_t
             per_seed = " ".join(f"{r['time']:.1f}s" if r["solved"] else "-" for r in results)
             print(
-                f"{algo:<6} {library:<9} {len(solved):>5}/{args.seeds} {med_t:>10.1f} s "
+                f"{algo:<12} {library:<9} {len(solved):>5}/{args.seeds} {med_t:>10.1f} s "
                 f"{med_s:>13.0f} {max(r['peak_mb'] for r in results):>8.0f}  {per_seed}",
                 flush=True,
             )
         if (algo, "rlcourse") in medians and (algo, "sb3") in medians:
             print(
-                f"{algo:<6} ratio of median times, SB3 / rlcourse: "
+                f"{algo:<12} ratio of median times, SB3 / rlcourse: "
                 f"{medians[(algo, 'sb3')] / medians[(algo, 'rlcourse')]:.1f}x"
             )
 

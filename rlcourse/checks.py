@@ -589,3 +589,138 @@ def check_dqn_loss(fn: Callable[..., Any]) -> None:
             )
         n += 1
     _passed(name, n)
+
+
+# ------------------------------------------------------- chapter 7 exercises
+def _rollout_case(seed: int, T: int = 6, N: int = 3) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(seed)
+    terminated = torch.zeros(T, N, dtype=torch.bool)
+    truncated = torch.zeros(T, N, dtype=torch.bool)
+    terminated[1, 0] = True  # env 0 ends (for good) at t = 1
+    truncated[3, 1] = True  # env 1 hits a time limit at t = 3
+    return {
+        "rewards": torch.randn(T, N, generator=g),
+        "values": torch.randn(T, N, generator=g),
+        "next_values": torch.randn(T, N, generator=g),
+        "terminated": terminated,
+        "truncated": truncated,
+        "gamma": (0.99, 0.9, 0.8)[seed % 3],
+        "lam": (0.95, 0.8, 0.5)[seed % 3],
+    }
+
+
+def check_gae(fn: Callable[..., Any]) -> None:
+    """``fn(rewards, values, next_values, terminated, truncated, gamma, lam) -> advantages``,
+    all ``[T, N]``: GAE that stops bootstrapping at termination, bootstraps from the final
+    observation's value at truncation, and never carries the trace across an episode end."""
+    from rlcourse.buffers import gae
+
+    name, n = "gae", 0
+    for seed in range(3):
+        c = _rollout_case(seed)
+        args = [
+            c[k].clone() for k in ("rewards", "values", "next_values", "terminated", "truncated")
+        ]
+        got = _call(name, fn, *args, c["gamma"], c["lam"])
+        expected = gae(*args, c["gamma"], c["lam"])
+        no_bounds = gae(
+            c["rewards"],
+            c["values"],
+            c["next_values"],
+            torch.zeros_like(c["terminated"]),
+            torch.zeros_like(c["truncated"]),
+            c["gamma"],
+            c["lam"],
+        )
+        mistakes = {
+            "ignored episode boundaries: the GAE trace must stop where an episode ends "
+            "(terminated or truncated)": no_bounds,
+            "bootstrapped after termination (no terminal masking)": gae(
+                c["rewards"],
+                c["values"],
+                c["next_values"],
+                torch.zeros_like(c["terminated"]),
+                c["truncated"] | c["terminated"],
+                c["gamma"],
+                c["lam"],
+            ),
+            "did not bootstrap at a truncation: a time limit is not the end of the task": gae(
+                c["rewards"],
+                c["values"],
+                c["next_values"],
+                c["terminated"] | c["truncated"],
+                torch.zeros_like(c["truncated"]),
+                c["gamma"],
+                c["lam"],
+            ),
+        }
+        _compare(
+            name,
+            f"rollout {seed}",
+            got.double(),
+            expected.double(),
+            {k: v.double() for k, v in mistakes.items()},
+            what="(t, env)",
+        )
+        n += 1
+    _passed(name, n)
+
+
+def check_ppo_policy_loss(fn: Callable[..., Any]) -> None:
+    """``fn(new_log_probs [B], old_log_probs [B], advantages [B], clip_coef) -> loss``: minus the
+    mean clipped surrogate, with the ratio against the behaviour policy's log-probs."""
+    from rlcourse.ppo import clipped_surrogate
+
+    name, n = "ppo_policy_loss", 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        old = torch.randn(32, generator=g) - 1.0
+        new = (old + 0.5 * torch.randn(32, generator=g)).requires_grad_(True)
+        adv = torch.randn(32, generator=g)
+        eps = (0.2, 0.1, 0.3, 0.2)[seed]
+        got = _call(name, fn, new, old.clone(), adv.clone(), eps)
+        if got.dim() != 0:
+            raise CheckError(
+                f"{name} must return a scalar (the mean over the batch), got shape "
+                f"{list(got.shape)}"
+            )
+        ratio = (new - old).exp()
+        expected = -clipped_surrogate(ratio, adv, eps).mean()
+        clipped_ratio = ratio.clamp(1 - eps, 1 + eps)
+        mistakes = {
+            "forgot the clipping (plain policy-gradient surrogate r * A)": -(ratio * adv).mean(),
+            "took the max instead of the min of the two terms (that removes the pessimistic "
+            "bound)": -torch.max(ratio * adv, clipped_ratio * adv).mean(),
+            "used the log-ratio instead of the ratio pi/pi_old": -clipped_surrogate(
+                new - old, adv, eps
+            ).mean(),
+            "returned the objective itself; the loss to minimise is its negative": (
+                clipped_surrogate(ratio, adv, eps).mean()
+            ),
+            "clipped the advantage instead of the ratio": -torch.min(
+                ratio * adv, ratio * adv.clamp(1 - eps, 1 + eps)
+            ).mean(),
+        }
+        if abs(float(got.detach()) - float(expected.detach())) > 1e-5:
+            message = (
+                f"{name} (batch {seed}): loss {float(got.detach()):.5f}, expected "
+                f"{float(expected.detach()):.5f}."
+            )
+            for mistake, wrong in mistakes.items():
+                if abs(float(got.detach()) - float(wrong.detach())) < 1e-5:
+                    message += f" It looks like you {mistake}."
+                    break
+            raise CheckError(message)
+        if not got.requires_grad:
+            raise CheckError(
+                f"{name}: the loss has no gradient with respect to new_log_probs; "
+                "do not detach the new policy's log-probabilities"
+            )
+        at_old = float(_call(name, fn, old.clone().requires_grad_(True), old, adv, eps).detach())
+        if abs(at_old + float(adv.mean())) > 1e-5:
+            raise CheckError(
+                f"{name}: when the new policy equals the old one (ratio 1) the loss "
+                "must be -mean(A)"
+            )
+        n += 1
+    _passed(name, n)

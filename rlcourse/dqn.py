@@ -18,24 +18,21 @@ are stepped at once, and everything stays on the chosen device.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from rlcourse.agent import Agent, EvaluationSchedule, TrainingHistory
 from rlcourse.buffers import ReplayBuffer
-from rlcourse.envs.vector import Transitions
-from rlcourse.evaluate import evaluate
+from rlcourse.envs.vector import Transitions, make_vector_env
 from rlcourse.nets import QNetwork, polyak_update
-from rlcourse.utils import resolve_device, seed_everything
+from rlcourse.utils import resolve_device, seed_everything, torch_threads
 
 
 @dataclass(frozen=True)
@@ -74,11 +71,20 @@ class DQNConfig:
     eval_episodes: int = 20  #: seeded episodes per evaluation
     solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
     device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
+    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
-        positive = ("total_steps", "num_envs", "batch_size", "buffer_size", "train_every",
-                    "gradient_steps", "target_update_interval", "eval_episodes",
-                    "epsilon_decay_steps")  # fmt: skip
+        positive = (
+            "total_steps",
+            "num_envs",
+            "batch_size",
+            "buffer_size",
+            "train_every",
+            "gradient_steps",
+            "target_update_interval",
+            "eval_episodes",
+            "epsilon_decay_steps",
+        )
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -104,91 +110,31 @@ class DQNConfig:
 
 
 @dataclass
-class DQNHistory:
-    """What happened during training; every list is indexed by environment steps."""
+class DQNHistory(TrainingHistory):
+    """Training record of DQN: episodes, evaluations and timing (see ``TrainingHistory``),
+    plus the mean loss and epsilon every 500 gradient steps."""
 
-    episodes: list[tuple[int, float, int]] = field(default_factory=list)  #: (step, return, length)
     losses: list[tuple[int, float]] = field(default_factory=list)  #: (step, mean loss)
-    evaluations: list[tuple[int, float, float]] = field(default_factory=list)  #: (step, mean, std)
     epsilon: list[tuple[int, float]] = field(default_factory=list)  #: (step, epsilon)
-    train_time: float = 0.0  #: seconds spent training (evaluations excluded)
-    solved_step: int | None = None  #: first evaluation that reached solve_threshold
-    solved_time: float | None = None  #: training seconds up to then
-
-    def returns(self) -> np.ndarray:
-        """Training-episode returns in order (epsilon-greedy: not the agent's score)."""
-        return np.array([r for _, r, _ in self.episodes])
 
 
-class DQNAgent:
+class DQNAgent(Agent):
     """A trained Q-network that acts greedily: ``act(obs)`` -> action(s)."""
 
     algorithm = "dqn"
+    network_class = QNetwork
 
-    def __init__(self, q_net: QNetwork, device: torch.device | str = "cpu") -> None:
-        self.q_net = q_net.to(device)
-        self.device = torch.device(device)
+    @property
+    def q_net(self) -> QNetwork:
+        return self.net
 
     @torch.no_grad()
     def q_values(self, obs: Any) -> Tensor:
         """``Q(s, .)`` for a batch ``[B, obs_dim]`` (or one observation ``[obs_dim]``)."""
-        x = torch.as_tensor(np.asarray(obs) if not isinstance(obs, Tensor) else obs,
-                            dtype=torch.float32, device=self.device)  # fmt: skip
-        return self.q_net(x)
+        return self.net(self._obs_tensor(obs))
 
-    def act(self, obs: Any) -> Any:
-        """Greedy action: an int for one observation, an array for a batch."""
-        obs_t = torch.as_tensor(np.asarray(obs) if not isinstance(obs, Tensor) else obs)
-        single = obs_t.dim() == 1
-        actions = self.q_values(obs_t.unsqueeze(0) if single else obs_t).argmax(-1)
-        if single:
-            return int(actions[0])
-        return actions if isinstance(obs, Tensor) else actions.cpu().numpy()
-
-    def save(self, path: str | Path) -> None:
-        """Write the network and its architecture to ``path`` (a torch checkpoint)."""
-        torch.save({"algorithm": self.algorithm, "architecture": self.q_net.architecture(),
-                    "state_dict": self.q_net.state_dict()}, path)  # fmt: skip
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> DQNAgent:
-        """Read an agent written by :meth:`save`; clear errors for anything else."""
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as err:  # truncated or not a torch file at all
-            raise ValueError(
-                f"{path} is not a readable checkpoint ({type(err).__name__}: {err})"
-            ) from err
-        if not isinstance(data, dict) or data.get("algorithm") != cls.algorithm:
-            found = data.get("algorithm") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{path} is not a DQN checkpoint (it holds {found!r})")
-        net = QNetwork(**data["architecture"])
-        try:
-            net.load_state_dict(data["state_dict"])
-        except RuntimeError as err:
-            raise ValueError(
-                f"{path}: the weights do not fit the network it describes: {err}"
-            ) from err
-        return cls(net, resolve_device(device))
-
-
-def make_vector_env(env: Any, num_envs: int) -> gym.vector.VectorEnv:
-    """A vector env of ``num_envs`` copies of an env id (gymnasium's fast vectorised version
-    where it has one), or ``env`` itself if it is a vector env already."""
-    if isinstance(env, gym.vector.VectorEnv):
-        return env
-    if isinstance(env, gym.Env):
-        if num_envs != 1:
-            raise ValueError("pass an env id (a string) to run several copies of an environment")
-        return gym.vector.SyncVectorEnv([lambda: env])
-    try:
-        spec = gym.spec(env)
-    except gym.error.Error as err:
-        raise ValueError(f"unknown environment id {env!r}: {err}") from err
-    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    return gym.make_vec(env, num_envs=num_envs, vectorization_mode=mode)
+    def _act(self, obs: Tensor) -> Tensor:
+        return self.net(obs).argmax(-1)
 
 
 def _check_spaces(envs: gym.vector.VectorEnv) -> tuple[int, int]:
@@ -220,6 +166,13 @@ def train(
     agent)`` runs after each evaluation; returning True stops training.
     """
     cfg = config or DQNConfig()
+    with torch_threads(cfg.num_threads):
+        return _train(env, cfg, seed, eval_env, callback, progress)
+
+
+def _train(
+    env: Any, cfg: DQNConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
+) -> tuple[DQNAgent, DQNHistory]:
     device = resolve_device(cfg.device)
     seed_everything(seed)
     envs = make_vector_env(env, cfg.num_envs)
@@ -237,10 +190,11 @@ def train(
     steps = Transitions(envs, device)
     obs = steps.reset(seed=seed)
     explore = torch.Generator(device).manual_seed(seed + 1)
-    n_updates, next_eval, loss_sum, loss_count = 0, cfg.eval_every, 0.0, 0
+    n_updates, loss_sum, loss_count = 0, 0.0, 0
+    schedule = EvaluationSchedule(
+        eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
+    )
     bar = tqdm(total=cfg.total_steps, disable=not progress, unit="step")
-    t_start = time.perf_counter()
-    eval_time = 0.0
 
     vector_step = 0
     while steps.env_steps < cfg.total_steps:
@@ -277,24 +231,14 @@ def train(
                 loss_sum, loss_count = 0.0, 0
         bar.update(steps.env_steps - bar.n)
 
-        if cfg.eval_every and eval_env is not None and steps.env_steps >= next_eval:
-            next_eval += cfg.eval_every
-            t_eval = time.perf_counter()
-            returns = evaluate(agent, eval_env, cfg.eval_episodes, seed=10_000 + seed)
-            eval_time += time.perf_counter() - t_eval
-            history.evaluations.append(
-                (steps.env_steps, float(returns.mean()), float(returns.std()))
-            )
-            history.train_time = time.perf_counter() - t_start - eval_time
-            bar.set_postfix(eval=f"{returns.mean():.0f}")
-            solved = cfg.solve_threshold is not None and returns.mean() >= cfg.solve_threshold
-            if solved and history.solved_step is None:
-                history.solved_step, history.solved_time = steps.env_steps, history.train_time
+        if schedule.due(steps.env_steps):
+            solved = schedule.evaluate(agent, steps.env_steps)
+            bar.set_postfix(eval=f"{history.evaluations[-1][1]:.0f}")
             if solved or (callback is not None and callback(steps.env_steps, history, agent)):
                 break
     bar.close()
     history.episodes = steps.episodes
-    history.train_time = time.perf_counter() - t_start - eval_time
+    history.train_time = schedule.train_time()
     return agent, history
 
 

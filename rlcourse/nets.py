@@ -87,3 +87,71 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     """``theta_target <- tau * theta_online + (1 - tau) * theta_target`` (tau = 1: a copy)."""
     for t, o in zip(target.parameters(), online.parameters(), strict=True):
         t.lerp_(o, tau)
+
+
+class ActorCritic(nn.Module):
+    """A policy ``pi(a|s)`` and a value function ``V(s)`` as two separate MLPs (tanh).
+
+    Discrete actions: a categorical distribution over ``n_actions`` logits. Continuous
+    actions (``action_dim``): a Gaussian with a state-independent, learned log standard
+    deviation. The actor's last layer starts near zero (gain 0.01) so that the first
+    policy is close to uniform; weights are orthogonally initialised, as in the
+    reference PPO implementations.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int | None = None,
+        action_dim: int | None = None,
+        hidden: Sequence[int] = (64, 64),
+        log_std_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if (n_actions is None) == (action_dim is None):
+            raise ValueError("give exactly one of n_actions (discrete) or action_dim (continuous)")
+        self.obs_dim, self.n_actions, self.action_dim = obs_dim, n_actions, action_dim
+        self.hidden, self.log_std_init = tuple(hidden), log_std_init
+        self.continuous = action_dim is not None
+        out = action_dim if self.continuous else n_actions
+        self.actor = mlp(obs_dim, hidden, out, activation=nn.Tanh, out_gain=0.01)
+        self.critic = mlp(obs_dim, hidden, 1, activation=nn.Tanh, out_gain=1.0)
+        if self.continuous:
+            self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+
+    def distribution(self, obs: Tensor) -> torch.distributions.Distribution:
+        """``pi(. | s)`` for a batch of observations ``[B, obs_dim]``."""
+        out = self.actor(obs)
+        if self.continuous:
+            return torch.distributions.Normal(
+                out, self.log_std.exp().expand_as(out), validate_args=False
+            )
+        return torch.distributions.Categorical(logits=out, validate_args=False)
+
+    def log_prob(self, dist: torch.distributions.Distribution, actions: Tensor) -> Tensor:
+        """``log pi(a|s)`` ``[B]`` (summed over action dimensions when continuous)."""
+        logp = dist.log_prob(actions)
+        return logp.sum(-1) if self.continuous else logp
+
+    def entropy(self, dist: torch.distributions.Distribution) -> Tensor:
+        h = dist.entropy()
+        return h.sum(-1) if self.continuous else h
+
+    def value(self, obs: Tensor) -> Tensor:
+        """``V(s)`` ``[B]``."""
+        return self.critic(obs).squeeze(-1)
+
+    def deterministic_action(self, obs: Tensor) -> Tensor:
+        """The mode of the policy: the most likely action, or the Gaussian's mean."""
+        out = self.actor(obs)
+        return out if self.continuous else out.argmax(-1)
+
+    def architecture(self) -> dict[str, object]:
+        """What a checkpoint must match to be loaded into this network."""
+        return {
+            "obs_dim": self.obs_dim,
+            "n_actions": self.n_actions,
+            "action_dim": self.action_dim,
+            "hidden": list(self.hidden),
+            "log_std_init": self.log_std_init,
+        }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -90,3 +92,21 @@ class RandomStreams:
         out = self._buffer[:, self._pos : self._pos + k]
         self._pos += k
         return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: leave the setting alone), then
+    restore the previous number.
+
+    The course's networks are small: one thread trains them as fast as several, gives
+    the same numbers on machines with different core counts, and cannot stall when
+    another process is busy on the other cores.
+    """
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -258,3 +258,20 @@ class Transitions:
 def _is_torch_env(envs: Any) -> bool:
     """Whether a vector env takes and returns torch tensors (the course's batched envs)."""
     return bool(getattr(envs, "torch_native", False))
+
+
+def make_vector_env(env: Any, num_envs: int) -> gym.vector.VectorEnv:
+    """A vector env of ``num_envs`` copies of an env id (gymnasium's fast vectorised version
+    where it has one), or ``env`` itself if it is a vector env already."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env
+    if isinstance(env, gym.Env):
+        if num_envs != 1:
+            raise ValueError("pass an env id (a string) to run several copies of an environment")
+        return gym.vector.SyncVectorEnv([lambda: env])
+    try:
+        spec = gym.spec(env)
+    except gym.error.Error as err:
+        raise ValueError(f"unknown environment id {env!r}: {err}") from err
+    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    return gym.make_vec(env, num_envs=num_envs, vectorization_mode=mode)

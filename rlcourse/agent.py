@@ -1,0 +1,141 @@
+"""What every trained deep-RL agent of the course shares: acting on observations given
+as arrays or tensors, and checkpoints that say what they hold."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlcourse.utils import resolve_device
+
+
+class Agent:
+    """A trained network that acts: subclasses set ``algorithm``, ``network_class`` and
+    implement ``_act(obs [B, ...]) -> actions [B, ...]``."""
+
+    algorithm: ClassVar[str] = ""
+    network_class: ClassVar[type[nn.Module]]
+
+    def __init__(self, net: nn.Module, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.net = net.to(self.device)
+
+    def _obs_tensor(self, obs: Any) -> Tensor:
+        x = obs if isinstance(obs, Tensor) else torch.as_tensor(np.asarray(obs))
+        return x.to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def act(self, obs: Any) -> Any:
+        """The agent's (deterministic) action: a scalar for one observation, an array (or a
+        tensor, for tensor input) for a batch."""
+        x = self._obs_tensor(obs)
+        single = x.dim() == len(self.observation_shape)
+        actions = self._act(x.unsqueeze(0) if single else x)
+        if single:
+            a = actions[0]
+            return int(a) if a.dim() == 0 and not a.is_floating_point() else a.cpu().numpy()
+        return actions if isinstance(obs, Tensor) else actions.cpu().numpy()
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return (self.net.obs_dim,)
+
+    def _act(self, obs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> None:
+        """Write the network and its architecture to ``path`` (a torch checkpoint)."""
+        torch.save(
+            {
+                "algorithm": self.algorithm,
+                "architecture": self.net.architecture(),
+                "state_dict": self.net.state_dict(),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Agent:
+        """Read an agent written by :meth:`save`; a clear error for anything else."""
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # truncated, or not a torch file at all
+            raise ValueError(
+                f"{path} is not a readable checkpoint ({type(err).__name__}: {err})"
+            ) from err
+        if not isinstance(data, dict) or data.get("algorithm") != cls.algorithm:
+            found = data.get("algorithm") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(
+                f"{path} is not a {cls.algorithm.upper()} checkpoint (it holds {found!r})"
+            )
+        try:
+            net = cls.network_class(**data["architecture"])
+            net.load_state_dict(data["state_dict"])
+        except (RuntimeError, TypeError, KeyError) as err:
+            raise ValueError(
+                f"{path}: the weights do not fit the network it describes: {err}"
+            ) from err
+        return cls(net, resolve_device(device))
+
+
+@dataclass
+class TrainingHistory:
+    """What every training run records; lists are indexed by environment steps."""
+
+    episodes: list[tuple[int, float, int]] = field(default_factory=list)  #: (step, return, length)
+    evaluations: list[tuple[int, float, float]] = field(default_factory=list)  #: (step, mean, std)
+    train_time: float = 0.0  #: seconds spent training (evaluations excluded)
+    solved_step: int | None = None  #: first evaluation that reached the solve threshold
+    solved_time: float | None = None  #: training seconds up to then
+
+    def returns(self) -> np.ndarray:
+        """Training-episode returns in order (with exploration: not the agent's score)."""
+        return np.array([r for _, r, _ in self.episodes])
+
+
+class EvaluationSchedule:
+    """Greedy evaluations during training, every ``every`` environment steps, with the
+    training clock paused while they run; tracks when a ``threshold`` is first reached."""
+
+    def __init__(
+        self,
+        env: Any,
+        every: int,
+        episodes: int,
+        seed: int,
+        threshold: float | None,
+        history: TrainingHistory,
+    ) -> None:
+        self.env, self.every, self.episodes, self.seed = env, every, episodes, seed
+        self.threshold, self.history = threshold, history
+        self.next = every
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def train_time(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def due(self, step: int) -> bool:
+        return bool(self.every) and self.env is not None and step >= self.next
+
+    def evaluate(self, agent: Agent, step: int) -> bool:
+        """Evaluate now; True if this evaluation reached the threshold."""
+        from rlcourse.evaluate import evaluate
+
+        self.next += self.every
+        t0 = time.perf_counter()
+        returns = evaluate(agent, self.env, self.episodes, seed=self.seed)
+        self.paused += time.perf_counter() - t0
+        self.history.evaluations.append((step, float(returns.mean()), float(returns.std())))
+        self.history.train_time = self.train_time()
+        solved = self.threshold is not None and returns.mean() >= self.threshold
+        if solved and self.history.solved_step is None:
+            self.history.solved_step, self.history.solved_time = step, self.history.train_time
+        return solved
