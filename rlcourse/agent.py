@@ -49,16 +49,19 @@ class Agent:
     def _act(self, obs: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def extras(self) -> dict[str, Any]:
+        """Constructor arguments besides the network that a checkpoint must keep."""
+        return {}
+
     def save(self, path: str | Path) -> None:
-        """Write the network and its architecture to ``path`` (a torch checkpoint)."""
-        torch.save(
-            {
-                "algorithm": self.algorithm,
-                "architecture": self.net.architecture(),
-                "state_dict": self.net.state_dict(),
-            },
-            path,
-        )
+        """Write the network, its architecture and the agent's extras to ``path``."""
+        checkpoint = {
+            "algorithm": self.algorithm,
+            "architecture": self.net.architecture(),
+            "state_dict": self.net.state_dict(),
+            "extras": self.extras(),
+        }
+        torch.save(checkpoint, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Agent:
@@ -83,7 +86,35 @@ class Agent:
             raise ValueError(
                 f"{path}: the weights do not fit the network it describes: {err}"
             ) from err
-        return cls(net, resolve_device(device))
+        return cls(net, resolve_device(device), **data.get("extras", {}))
+
+
+def action_bound(x: Any, device: torch.device | str) -> Tensor | None:
+    """An action bound as a float tensor on ``device`` (None stays None)."""
+    return None if x is None else torch.as_tensor(x, dtype=torch.float32, device=device)
+
+
+class PolicyAgent(Agent):
+    """A trained actor-critic (PPO, A2C, REINFORCE) that acts deterministically: the most
+    likely action, or the Gaussian's mean clipped to the action bounds ``low``/``high``
+    (kept in the checkpoint)."""
+
+    def __init__(
+        self, net: nn.Module, device: torch.device | str = "cpu", low: Any = None, high: Any = None
+    ) -> None:
+        super().__init__(net, device)
+        self.low, self.high = action_bound(low, self.device), action_bound(high, self.device)
+
+    def extras(self) -> dict[str, Any]:
+        if self.low is None:
+            return {}
+        return {"low": self.low.cpu().tolist(), "high": self.high.cpu().tolist()}
+
+    def _act(self, obs: Tensor) -> Tensor:
+        action = self.net.deterministic_action(obs)
+        if self.net.continuous and self.low is not None:
+            action = torch.clamp(action, self.low, self.high)
+        return action
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -155,3 +156,23 @@ class ActorCritic(nn.Module):
             "hidden": list(self.hidden),
             "log_std_init": self.log_std_init,
         }
+
+
+def actor_critic_spec(envs: Any, algorithm: str) -> dict[str, Any]:
+    """``ActorCritic`` arguments (and the action bounds ``low``/``high`` of a continuous
+    space) for a vector env's spaces; a clear error naming ``algorithm`` otherwise."""
+    import gymnasium as gym
+
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise ValueError(f"this {algorithm} takes flat Box observations, got {obs_space}")
+    if isinstance(act_space, gym.spaces.Discrete):
+        return {"obs_dim": obs_space.shape[0], "n_actions": int(act_space.n)}
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return {
+            "obs_dim": obs_space.shape[0],
+            "action_dim": act_space.shape[0],
+            "low": act_space.low,
+            "high": act_space.high,
+        }
+    raise ValueError(f"{algorithm} needs a Discrete or a 1-D Box action space, got {act_space}")

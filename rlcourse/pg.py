@@ -28,16 +28,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rlcourse.agent import Agent, EvaluationSchedule, TrainingHistory
+from rlcourse.agent import EvaluationSchedule, PolicyAgent, TrainingHistory, action_bound
 from rlcourse.buffers import RolloutBuffer, discounted_reward_to_go
 from rlcourse.envs.vector import Transitions, make_vector_env
-from rlcourse.nets import ActorCritic
-from rlcourse.utils import resolve_device, seed_everything
+from rlcourse.nets import ActorCritic, actor_critic_spec
+from rlcourse.utils import resolve_device, seed_everything, torch_threads
 
 #: REINFORCE cuts an episode that has not ended after this many steps (as a time limit)
 MAX_EPISODE_STEPS = 10_000
@@ -93,6 +92,7 @@ class REINFORCEConfig:
     eval_episodes: int = 20  #: seeded episodes per evaluation
     solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
     device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
+    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
         _validate(self, ("total_steps", "num_envs", "eval_episodes"), ("gamma",))
@@ -127,6 +127,7 @@ class A2CConfig:
     eval_episodes: int = 20  #: seeded episodes per evaluation
     solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
     device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
+    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
         _validate(self, ("total_steps", "num_envs", "n_steps", "eval_episodes"), ("gamma", "lam"))
@@ -157,33 +158,11 @@ class PGHistory(TrainingHistory):
     grad_norm: list[tuple[int, float]] = field(default_factory=list)
 
 
-class PGAgent(Agent):
-    """A trained actor-critic that acts deterministically: the most likely action, or the
-    Gaussian's mean clipped to the action bounds (``low``, ``high``; not stored in the
-    checkpoint). Use :class:`REINFORCEAgent` or :class:`A2CAgent`."""
+class PGAgent(PolicyAgent):
+    """A trained policy (see ``PolicyAgent``). Use :class:`REINFORCEAgent` or
+    :class:`A2CAgent`."""
 
     network_class = ActorCritic
-
-    def __init__(
-        self,
-        net: ActorCritic,
-        device: torch.device | str = "cpu",
-        low: Any = None,
-        high: Any = None,
-    ) -> None:
-        super().__init__(net, device)
-        self.low, self.high = _bound(low, self.device), _bound(high, self.device)
-
-    def _act(self, obs: Tensor) -> Tensor:
-        action = self.net.deterministic_action(obs)
-        if self.net.continuous and self.low is not None:
-            action = torch.clamp(action, self.low, self.high)
-        return action
-
-
-def _bound(x: Any, device: torch.device) -> Tensor | None:
-    """An action bound as a float tensor on ``device`` (None stays None)."""
-    return None if x is None else torch.as_tensor(x, dtype=torch.float32, device=device)
 
 
 class REINFORCEAgent(PGAgent):
@@ -263,22 +242,6 @@ def reinforce_returns(
 
 # ---------------------------------------------------------------------------
 # set-up shared by both algorithms
-
-
-def _network_spec(envs: gym.vector.VectorEnv, algorithm: str) -> dict[str, Any]:
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise ValueError(f"this {algorithm} takes flat Box observations, got {obs_space}")
-    if isinstance(act_space, gym.spaces.Discrete):
-        return {"obs_dim": obs_space.shape[0], "n_actions": int(act_space.n)}
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-        return {
-            "obs_dim": obs_space.shape[0],
-            "action_dim": act_space.shape[0],
-            "low": act_space.low,
-            "high": act_space.high,
-        }
-    raise ValueError(f"{algorithm} needs a Discrete or a 1-D Box action space, got {act_space}")
 
 
 def _policy_parameters(net: ActorCritic) -> list[nn.Parameter]:
@@ -365,10 +328,17 @@ def train_reinforce(
     ``callback(step, history, agent)``, run after each evaluation, returns True.
     """
     cfg = config or REINFORCEConfig()
+    with torch_threads(cfg.num_threads):
+        return _train_reinforce(env, cfg, seed, eval_env, callback, progress)
+
+
+def _train_reinforce(
+    env: Any, cfg: REINFORCEConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
+) -> tuple[REINFORCEAgent, PGHistory]:
     device = resolve_device(cfg.device)
     seed_everything(seed)
     envs = make_vector_env(env, cfg.num_envs)
-    spec = _network_spec(envs, "REINFORCE")
+    spec = actor_critic_spec(envs, "REINFORCE")
     low, high = spec.pop("low", None), spec.pop("high", None)
     eval_env = eval_env or (env if isinstance(env, str) else None)
 
@@ -379,7 +349,7 @@ def train_reinforce(
         groups.append({"params": list(net.critic.parameters()), "lr": cfg.value_lr})
     optimizer = torch.optim.Adam(groups)
     agent = REINFORCEAgent(net, device, low, high)
-    low_t, high_t = _bound(low, device), _bound(high, device)
+    low_t, high_t = action_bound(low, device), action_bound(high, device)
     history = PGHistory()
     steps = Transitions(envs, device)
     schedule = EvaluationSchedule(
@@ -449,10 +419,17 @@ def train_a2c(
     Evaluation, early stop and callback work as in :func:`train_reinforce`.
     """
     cfg = config or A2CConfig()
+    with torch_threads(cfg.num_threads):
+        return _train_a2c(env, cfg, seed, eval_env, callback, progress)
+
+
+def _train_a2c(
+    env: Any, cfg: A2CConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
+) -> tuple[A2CAgent, PGHistory]:
     device = resolve_device(cfg.device)
     seed_everything(seed)
     envs = make_vector_env(env, cfg.num_envs)
-    spec = _network_spec(envs, "A2C")
+    spec = actor_critic_spec(envs, "A2C")
     low, high = spec.pop("low", None), spec.pop("high", None)
     eval_env = eval_env or (env if isinstance(env, str) else None)
 
@@ -474,7 +451,7 @@ def train_a2c(
         torch.float32 if continuous else torch.long,
         device,
     )
-    low_t, high_t = _bound(low, device), _bound(high, device)
+    low_t, high_t = action_bound(low, device), action_bound(high, device)
     history = PGHistory()
     steps = Transitions(envs, device)
     obs = steps.reset(seed=seed)

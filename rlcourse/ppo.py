@@ -20,15 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rlcourse.agent import Agent, EvaluationSchedule, TrainingHistory
+from rlcourse.agent import EvaluationSchedule, PolicyAgent, TrainingHistory, action_bound
 from rlcourse.buffers import RolloutBuffer
 from rlcourse.envs.vector import Transitions, make_vector_env
-from rlcourse.nets import ActorCritic
+from rlcourse.nets import ActorCritic, actor_critic_spec
 from rlcourse.utils import resolve_device, seed_everything, torch_threads
 
 
@@ -124,33 +123,11 @@ class PPOHistory(TrainingHistory):
     clip_fraction: list[tuple[int, float]] = field(default_factory=list)
 
 
-class PPOAgent(Agent):
-    """A trained actor-critic that acts deterministically: the most likely action, or the
-    Gaussian's mean clipped to the action bounds."""
+class PPOAgent(PolicyAgent):
+    """The policy trained by :func:`train`: deterministic actions (see ``PolicyAgent``)."""
 
     algorithm = "ppo"
     network_class = ActorCritic
-
-    def __init__(
-        self,
-        net: ActorCritic,
-        device: torch.device | str = "cpu",
-        low: Any = None,
-        high: Any = None,
-    ) -> None:
-        super().__init__(net, device)
-        self.low = (
-            None if low is None else torch.as_tensor(low, dtype=torch.float32, device=self.device)
-        )
-        self.high = (
-            None if high is None else torch.as_tensor(high, dtype=torch.float32, device=self.device)
-        )
-
-    def _act(self, obs: Tensor) -> Tensor:
-        action = self.net.deterministic_action(obs)
-        if self.net.continuous and self.low is not None:
-            action = torch.clamp(action, self.low, self.high)
-        return action
 
 
 def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_coef: float) -> Tensor:
@@ -158,22 +135,6 @@ def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_coef: float) -> Te
     return torch.min(
         ratio * advantages, torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef) * advantages
     )
-
-
-def _spaces(envs: gym.vector.VectorEnv) -> dict[str, Any]:
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise ValueError(f"this PPO takes flat Box observations, got {obs_space}")
-    if isinstance(act_space, gym.spaces.Discrete):
-        return {"obs_dim": obs_space.shape[0], "n_actions": int(act_space.n)}
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-        return {
-            "obs_dim": obs_space.shape[0],
-            "action_dim": act_space.shape[0],
-            "low": act_space.low,
-            "high": act_space.high,
-        }
-    raise ValueError(f"PPO needs a Discrete or a 1-D Box action space, got {act_space}")
 
 
 def train(
@@ -201,7 +162,7 @@ def _train(
     device = resolve_device(cfg.device)
     seed_everything(seed)
     envs = make_vector_env(env, cfg.num_envs)
-    spec = _spaces(envs)
+    spec = actor_critic_spec(envs, "PPO")
     low, high = spec.pop("low", None), spec.pop("high", None)
     eval_env = eval_env or (env if isinstance(env, str) else None)
 
@@ -222,8 +183,7 @@ def _train(
     steps = Transitions(envs, device)
     obs = steps.reset(seed=seed)
     shuffle = torch.Generator(device).manual_seed(seed + 1)
-    low_t = None if low is None else torch.as_tensor(low, device=device)
-    high_t = None if high is None else torch.as_tensor(high, device=device)
+    low_t, high_t = action_bound(low, device), action_bound(high, device)
     n_updates = max(1, cfg.total_steps // cfg.batch_size)
     schedule = EvaluationSchedule(
         eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
