@@ -170,3 +170,24 @@ class EvaluationSchedule:
         if solved and self.history.solved_step is None:
             self.history.solved_step, self.history.solved_time = step, self.history.train_time
         return solved
+
+
+def actor_critic_setup(
+    env: Any, cfg: Any, seed: int, eval_env: str | None, algorithm: str
+) -> tuple[Any, ...]:
+    """What PPO, A2C and REINFORCE do first: the device, the seeded vector env, a fresh
+    ``ActorCritic`` for its spaces, the action bounds and the evaluation env id.
+
+    Returns ``(device, envs, net, low, high, eval_env)``.
+    """
+    from rlcourse.envs.vector import make_vector_env
+    from rlcourse.nets import ActorCritic, actor_critic_spec
+    from rlcourse.utils import seed_everything
+
+    device = resolve_device(cfg.device)
+    seed_everything(seed)
+    envs = make_vector_env(env, cfg.num_envs)
+    spec = actor_critic_spec(envs, algorithm)
+    low, high = spec.pop("low", None), spec.pop("high", None)
+    net = ActorCritic(**spec, hidden=cfg.hidden, log_std_init=cfg.log_std_init).to(device)
+    return device, envs, net, low, high, eval_env or (env if isinstance(env, str) else None)

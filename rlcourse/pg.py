@@ -32,11 +32,17 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rlcourse.agent import EvaluationSchedule, PolicyAgent, TrainingHistory, action_bound
+from rlcourse.agent import (
+    EvaluationSchedule,
+    PolicyAgent,
+    TrainingHistory,
+    action_bound,
+    actor_critic_setup,
+)
 from rlcourse.buffers import RolloutBuffer, discounted_reward_to_go
-from rlcourse.envs.vector import Transitions, make_vector_env
-from rlcourse.nets import ActorCritic, actor_critic_spec
-from rlcourse.utils import resolve_device, seed_everything, torch_threads
+from rlcourse.envs.vector import Transitions
+from rlcourse.nets import ActorCritic
+from rlcourse.utils import torch_threads
 
 #: REINFORCE cuts an episode that has not ended after this many steps (as a time limit)
 MAX_EPISODE_STEPS = 10_000
@@ -335,14 +341,9 @@ def train_reinforce(
 def _train_reinforce(
     env: Any, cfg: REINFORCEConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
 ) -> tuple[REINFORCEAgent, PGHistory]:
-    device = resolve_device(cfg.device)
-    seed_everything(seed)
-    envs = make_vector_env(env, cfg.num_envs)
-    spec = actor_critic_spec(envs, "REINFORCE")
-    low, high = spec.pop("low", None), spec.pop("high", None)
-    eval_env = eval_env or (env if isinstance(env, str) else None)
-
-    net = ActorCritic(**spec, hidden=cfg.hidden, log_std_init=cfg.log_std_init).to(device)
+    device, envs, net, low, high, eval_env = actor_critic_setup(
+        env, cfg, seed, eval_env, "REINFORCE"
+    )
     policy_params = _policy_parameters(net)
     groups = [{"params": policy_params, "lr": cfg.lr}]
     if cfg.baseline:  # two step sizes: alpha^theta for pi, alpha^w for V
@@ -426,14 +427,7 @@ def train_a2c(
 def _train_a2c(
     env: Any, cfg: A2CConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
 ) -> tuple[A2CAgent, PGHistory]:
-    device = resolve_device(cfg.device)
-    seed_everything(seed)
-    envs = make_vector_env(env, cfg.num_envs)
-    spec = actor_critic_spec(envs, "A2C")
-    low, high = spec.pop("low", None), spec.pop("high", None)
-    eval_env = eval_env or (env if isinstance(env, str) else None)
-
-    net = ActorCritic(**spec, hidden=cfg.hidden, log_std_init=cfg.log_std_init).to(device)
+    device, envs, net, low, high, eval_env = actor_critic_setup(env, cfg, seed, eval_env, "A2C")
     if cfg.optimizer == "rmsprop":
         optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
             net.parameters(), lr=cfg.lr, alpha=0.99, eps=1e-5

@@ -24,11 +24,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rlcourse.agent import EvaluationSchedule, PolicyAgent, TrainingHistory, action_bound
+from rlcourse.agent import (
+    EvaluationSchedule,
+    PolicyAgent,
+    TrainingHistory,
+    action_bound,
+    actor_critic_setup,
+)
 from rlcourse.buffers import RolloutBuffer
-from rlcourse.envs.vector import Transitions, make_vector_env
-from rlcourse.nets import ActorCritic, actor_critic_spec
-from rlcourse.utils import resolve_device, seed_everything, torch_threads
+from rlcourse.envs.vector import Transitions
+from rlcourse.nets import ActorCritic
+from rlcourse.utils import torch_threads
 
 
 @dataclass(frozen=True)
@@ -159,14 +165,7 @@ def train(
 def _train(
     env: Any, cfg: PPOConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
 ) -> tuple[PPOAgent, PPOHistory]:
-    device = resolve_device(cfg.device)
-    seed_everything(seed)
-    envs = make_vector_env(env, cfg.num_envs)
-    spec = actor_critic_spec(envs, "PPO")
-    low, high = spec.pop("low", None), spec.pop("high", None)
-    eval_env = eval_env or (env if isinstance(env, str) else None)
-
-    net = ActorCritic(**spec, hidden=cfg.hidden, log_std_init=cfg.log_std_init).to(device)
+    device, envs, net, low, high, eval_env = actor_critic_setup(env, cfg, seed, eval_env, "PPO")
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
     agent = PPOAgent(net, device, low, high)
     continuous = net.continuous

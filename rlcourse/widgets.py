@@ -59,7 +59,19 @@ DP_ENVIRONMENTS: dict[str, tuple[Callable[[float], TabularMDP], float]] = {
 DP_ALGORITHMS = ("value iteration", "policy iteration", "policy evaluation (random policy)")
 
 
-class DPStepper:
+class _Stepper:
+    """Shows ``self.widget``, with ``repr(self)`` as its plain-text form: short and the same
+    on every run (the widget's own repr lists every trait)."""
+
+    widget: W.Widget
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+
+class DPStepper(_Stepper):
     """Step value iteration, policy iteration or policy evaluation sweep by sweep.
 
     Buttons: *Step sweep* (one sweep; in policy iteration, an improvement step
@@ -223,11 +235,6 @@ class DPStepper:
         )
         _show_figure(self.image, fig)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)
-        return bundle
-
     def __repr__(self) -> str:
         return (
             f"DPStepper(env={self.env_choice.value!r}, algorithm={self.algorithm_choice.value!r}, "
@@ -245,7 +252,7 @@ AGENT_ENVIRONMENTS: dict[str, tuple[str, float, float, float]] = {
 AGENT_METHODS = {"Q-learning": "q_learning", "SARSA": "sarsa", "Expected SARSA": "expected_sarsa"}
 
 
-class AgentStepper:
+class AgentStepper(_Stepper):
     """Watch a tabular agent learn, one transition at a time.
 
     Buttons: *Step* (one transition and its update), *Play episode* (to the end of
@@ -454,11 +461,6 @@ class AgentStepper:
         right.set_title("returns so far")
         right.grid(alpha=0.3)
         _show_figure(self.image, fig)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)
-        return bundle
 
     def __repr__(self) -> str:
         return (
