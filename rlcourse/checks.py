@@ -724,3 +724,70 @@ def check_ppo_policy_loss(fn: Callable[..., Any]) -> None:
             )
         n += 1
     _passed(name, n)
+
+
+# ------------------------------------------------------- chapter 6 exercises
+def check_reinforce_loss(fn: Callable[..., Any]) -> None:
+    """``fn(logits [T, A], actions [T], rewards [T], gamma) -> loss``: the REINFORCE loss of
+    one complete episode, ``-mean_t log pi(a_t|s_t) G_t`` with the reward-to-go ``G_t``.
+
+    Checked: the value, and the gradient with respect to the logits.
+    """
+    name, n = "reinforce_loss", 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        T, A = 5 + seed, 3
+        logits = torch.randn(T, A, generator=g)
+        actions = torch.randint(0, A, (T,), generator=g)
+        rewards = torch.randn(T, generator=g) + 0.5
+        gamma = (0.99, 0.9, 0.5, 1.0)[seed]
+        G = torch.zeros(T)
+        running = 0.0
+        for t in reversed(range(T)):  # reward-to-go, discounted from each step
+            running = float(rewards[t]) + gamma * running
+            G[t] = running
+        log_pi = torch.log_softmax(logits, dim=1)
+        taken = log_pi[torch.arange(T), actions]
+        whole = torch.full((T,), float(G[0]))
+        mistakes = {
+            "gave every step the whole episode's return G_0 instead of the reward-to-go G_t": -(
+                taken * whole
+            ).mean(),
+            "multiplied by log pi twice (log pi * log pi * G): the estimator is grad log pi * G": -(
+                taken * taken * G
+            ).mean(),
+            "used log-probabilities of the greedy actions, not of the actions taken": -(
+                log_pi.max(1).values * G
+            ).mean(),
+            "forgot the minus sign: minimising that loss would make good actions less likely": (
+                taken * G
+            ).mean(),
+            "did not discount the reward-to-go": -(
+                taken * rewards.flip(0).cumsum(0).flip(0)
+            ).mean(),
+        }
+        student_logits = logits.clone().requires_grad_(True)
+        got = _call(name, fn, student_logits, actions.clone(), rewards.clone(), gamma)
+        expected = -(taken * G).mean()
+        if got.dim() != 0:
+            raise CheckError(f"{name} must return a scalar loss, got shape {list(got.shape)}")
+        value = float(got.detach())
+        if abs(value - float(expected)) > 1e-5:
+            message = f"{name} (episode {seed}): loss {value:.5f}, expected {float(expected):.5f}."
+            for mistake, wrong in mistakes.items():
+                if abs(value - float(wrong)) < 1e-5:
+                    message += f" It looks like you {mistake}."
+                    break
+            raise CheckError(message)
+        got.backward()
+        ref_logits = logits.clone().requires_grad_(True)
+        (-(torch.log_softmax(ref_logits, 1)[torch.arange(T), actions] * G).mean()).backward()
+        if student_logits.grad is None or not torch.allclose(
+            student_logits.grad, ref_logits.grad, atol=1e-5
+        ):
+            raise CheckError(
+                f"{name}: the value is right but the gradient is not: the returns "
+                "must be constants (no gradient through G_t)"
+            )
+        n += 1
+    _passed(name, n)
