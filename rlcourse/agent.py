@@ -156,6 +156,16 @@ class EvaluationSchedule:
     def due(self, step: int) -> bool:
         return bool(self.every) and self.env is not None and step >= self.next
 
+    def should_stop(self, step: int, agent: Agent, callback: Any = None, bar: Any = None) -> bool:
+        """After an update: evaluate if one is due; True when training should stop (the
+        threshold was reached, or ``callback(step, history, agent)`` returned True)."""
+        if not self.due(step):
+            return False
+        solved = self.evaluate(agent, step)
+        if bar is not None:
+            bar.set_postfix(eval=f"{self.history.evaluations[-1][1]:.0f}")
+        return solved or bool(callback is not None and callback(step, self.history, agent))
+
     def evaluate(self, agent: Agent, step: int) -> bool:
         """Evaluate now; True if this evaluation reached the threshold."""
         from rlcourse.evaluate import evaluate

@@ -4,6 +4,7 @@ buffer with generalised advantage estimation (GAE) for actor-critic and PPO."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -365,3 +366,36 @@ class RolloutBuffer:
         for start in range(0, n, batch_size):
             b = idx[start : start + batch_size]
             yield {name: x[b] for name, x in flat.items()}
+
+
+@torch.no_grad()
+def collect_rollout(
+    buffer: RolloutBuffer,
+    net: Any,
+    steps: Any,
+    obs: Tensor,
+    low: Tensor | None,
+    high: Tensor | None,
+    gamma: float,
+    lam: float,
+) -> Tensor:
+    """Fill ``buffer`` with one rollout of the policy ``net`` (an ``ActorCritic``) through
+    ``steps`` (a ``Transitions``), starting at ``obs``, then compute its GAE advantages with
+    the behaviour policy's values. Returns the observation to continue from.
+
+    Continuous actions are sampled unclipped (their log-probability is the sample's) and
+    clipped to ``[low, high]`` only when sent to the environment.
+    """
+    buffer.reset()
+    while not buffer.full:
+        dist = net.distribution(obs)
+        action = dist.sample()
+        log_prob, value = net.log_prob(dist, action), net.value(obs)
+        env_action = torch.clamp(action, low, high) if low is not None else action
+        next_obs, reward, terminated, truncated, valid = steps.step(env_action)
+        buffer.add(obs, action, log_prob, value, reward, next_obs, terminated, truncated, valid)
+        obs = steps.obs
+    T, N = buffer.rewards.shape
+    next_values = net.value(buffer.next_obs.flatten(0, 1)).view(T, N)
+    buffer.compute_advantages(next_values, gamma, lam)
+    return obs

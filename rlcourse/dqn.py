@@ -231,11 +231,8 @@ def _train(
                 loss_sum, loss_count = 0.0, 0
         bar.update(steps.env_steps - bar.n)
 
-        if schedule.due(steps.env_steps):
-            solved = schedule.evaluate(agent, steps.env_steps)
-            bar.set_postfix(eval=f"{history.evaluations[-1][1]:.0f}")
-            if solved or (callback is not None and callback(steps.env_steps, history, agent)):
-                break
+        if schedule.should_stop(steps.env_steps, agent, callback, bar):
+            break
     bar.close()
     history.episodes = steps.episodes
     history.train_time = schedule.train_time()

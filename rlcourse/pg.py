@@ -39,7 +39,7 @@ from rlcourse.agent import (
     action_bound,
     actor_critic_setup,
 )
-from rlcourse.buffers import RolloutBuffer, discounted_reward_to_go
+from rlcourse.buffers import RolloutBuffer, collect_rollout, discounted_reward_to_go
 from rlcourse.envs.vector import Transitions
 from rlcourse.nets import ActorCritic
 from rlcourse.utils import torch_threads
@@ -392,11 +392,8 @@ def _train_reinforce(
             history.episodes.append((step, ret, length))
         _log(history, step, **stats)
         bar.update(min(sum(lengths), bar.total - bar.n))
-        if schedule.due(step):
-            solved = schedule.evaluate(agent, step)
-            bar.set_postfix(eval=f"{history.evaluations[-1][1]:.0f}")
-            if solved or (callback is not None and callback(step, history, agent)):
-                break
+        if schedule.should_stop(step, agent, callback, bar):
+            break
     bar.close()
     history.train_time = schedule.train_time()
     return agent, history
@@ -456,22 +453,10 @@ def _train_a2c(
     bar = tqdm(total=n_updates * cfg.batch_size, disable=not progress, unit="step")
 
     for _ in range(n_updates):
-        # 1. n_steps steps in each of the num_envs envs with the current policy
-        buffer.reset()
-        for _ in range(cfg.n_steps):
-            with torch.no_grad():
-                dist = net.distribution(obs)
-                action = dist.sample()
-                log_prob, value = net.log_prob(dist, action), net.value(obs)
-            env_action = torch.clamp(action, low_t, high_t) if continuous else action
-            next_obs, reward, terminated, truncated, valid = steps.step(env_action)
-            buffer.add(obs, action, log_prob, value, reward, next_obs, terminated, truncated, valid)
-            obs = steps.obs
+        # 1. n_steps steps in each of the num_envs envs with the current policy;
         # 2. advantages A_t = G_t^(n) - V(s_t): bootstrapped from V at the rollout's end and
         #    at time limits, not past a termination (GAE with lam = 1 gives exactly that)
-        with torch.no_grad():
-            next_values = net.value(buffer.next_obs)
-        buffer.compute_advantages(next_values, cfg.gamma, cfg.lam)
+        obs = collect_rollout(buffer, net, steps, obs, low_t, high_t, cfg.gamma, cfg.lam)
         # 3. one gradient step on L = L_pi - c_H H[pi] + c_V L_V over the valid steps
         valid = buffer.valid
         dist = net.distribution(buffer.obs)
@@ -500,11 +485,8 @@ def _train_a2c(
             grad_norm=grad_norm,
         )
         bar.update(cfg.batch_size)
-        if schedule.due(step):
-            solved = schedule.evaluate(agent, step)
-            bar.set_postfix(eval=f"{history.evaluations[-1][1]:.0f}")
-            if solved or (callback is not None and callback(step, history, agent)):
-                break
+        if schedule.should_stop(step, agent, callback, bar):
+            break
     bar.close()
     history.episodes = steps.episodes
     history.train_time = schedule.train_time()

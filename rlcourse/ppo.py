@@ -31,7 +31,7 @@ from rlcourse.agent import (
     action_bound,
     actor_critic_setup,
 )
-from rlcourse.buffers import RolloutBuffer
+from rlcourse.buffers import RolloutBuffer, collect_rollout
 from rlcourse.envs.vector import Transitions
 from rlcourse.nets import ActorCritic
 from rlcourse.utils import torch_threads
@@ -192,32 +192,16 @@ def _train(
     for update in range(n_updates):
         if cfg.anneal_lr:  # linear decay to 0 over training
             optimizer.param_groups[0]["lr"] = cfg.lr * (1.0 - update / n_updates)
-        # 1. rollout with the behaviour policy pi_old
-        buffer.reset()
-        for _ in range(cfg.n_steps):
-            with torch.no_grad():
-                dist = net.distribution(obs)
-                action = dist.sample()
-                log_prob, value = net.log_prob(dist, action), net.value(obs)
-            env_action = torch.clamp(action, low_t, high_t) if continuous else action
-            next_obs, reward, terminated, truncated, valid = steps.step(env_action)
-            buffer.add(obs, action, log_prob, value, reward, next_obs, terminated, truncated, valid)
-            obs = steps.obs
-        # 2. advantages, once, with the behaviour policy's values (GAE)
-        with torch.no_grad():
-            next_values = net.value(buffer.next_obs.flatten(0, 1)).view(cfg.n_steps, cfg.num_envs)
-        buffer.compute_advantages(next_values, cfg.gamma, cfg.lam)
+        # 1. rollout with the behaviour policy pi_old; 2. its advantages, once (GAE)
+        obs = collect_rollout(buffer, net, steps, obs, low_t, high_t, cfg.gamma, cfg.lam)
         # 3. several epochs of minibatch steps on the clipped surrogate
         stats = _optimise(net, optimizer, buffer, cfg, shuffle)
         step = steps.env_steps
         for name, value in stats.items():
             getattr(history, name).append((step, value))
         bar.update(cfg.batch_size)
-        if schedule.due(step):
-            solved = schedule.evaluate(agent, step)
-            bar.set_postfix(eval=f"{history.evaluations[-1][1]:.0f}")
-            if solved or (callback is not None and callback(step, history, agent)):
-                break
+        if schedule.should_stop(step, agent, callback, bar):
+            break
     bar.close()
     history.episodes = steps.episodes
     history.train_time = schedule.train_time()
