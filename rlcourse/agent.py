@@ -117,6 +117,28 @@ class PolicyAgent(Agent):
         return action
 
 
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The fields every deep-RL config of the course shares: the evaluation schedule, the
+    device and the CPU threads. (Subclasses list their own hyperparameters after these.)"""
+
+    eval_every: int = 10_000  #: steps between greedy evaluations (0: never)
+    eval_episodes: int = 20  #: seeded episodes per evaluation
+    solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
+    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
+    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for attr, minimum in (("eval_every", 0), ("eval_episodes", 1)):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name}.{attr} must be an integer >= {minimum}, got {value!r}")
+        n = self.num_threads
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"{name}.num_threads must be a positive integer or None, got {n!r}")
+
+
 @dataclass
 class TrainingHistory:
     """What every training run records; lists are indexed by environment steps."""
@@ -149,6 +171,15 @@ class EvaluationSchedule:
         self.threshold, self.history = threshold, history
         self.next = every
         self.start, self.paused = time.perf_counter(), 0.0
+
+    @classmethod
+    def for_training(
+        cls, eval_env: Any, cfg: TrainingConfig, seed: int, history: TrainingHistory
+    ) -> EvaluationSchedule:
+        """The schedule a config asks for; evaluation episodes are seeded ``10_000 + seed``."""
+        return cls(
+            eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
+        )
 
     def train_time(self) -> float:
         return time.perf_counter() - self.start - self.paused

@@ -84,7 +84,8 @@ def _compare(
             f"{name} on the {case}: expected a result of shape {list(expected.shape)}, got "
             f"{list(got.shape)}"
         )
-    got = got.detach().to(torch.float64)
+    got, expected = got.detach().to(torch.float64), expected.detach().to(torch.float64)
+    mistakes = {k: v.detach().to(torch.float64) for k, v in mistakes.items()}
     if torch.allclose(got, expected, atol=_ATOL, rtol=0):
         return
     bad = torch.nonzero((got - expected).abs() > _ATOL)[0].tolist()
@@ -493,9 +494,9 @@ def check_dqn_targets(fn: Callable[..., Any]) -> None:
         _compare(
             name,
             f"batch {seed}",
-            got.to(torch.float64),
-            expected.double(),
-            {k: v.double() for k, v in mistakes.items()},
+            got,
+            expected,
+            mistakes,
             what="sample",
         )
         n += 1
@@ -657,9 +658,9 @@ def check_gae(fn: Callable[..., Any]) -> None:
         _compare(
             name,
             f"rollout {seed}",
-            got.double(),
-            expected.double(),
-            {k: v.double() for k, v in mistakes.items()},
+            got,
+            expected,
+            mistakes,
             what="(t, env)",
         )
         n += 1

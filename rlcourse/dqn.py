@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rlcourse.agent import Agent, EvaluationSchedule, TrainingHistory
+from rlcourse.agent import Agent, EvaluationSchedule, TrainingConfig, TrainingHistory
 from rlcourse.buffers import ReplayBuffer
 from rlcourse.envs.vector import Transitions, make_vector_env
 from rlcourse.nets import QNetwork, polyak_update
@@ -36,7 +36,7 @@ from rlcourse.utils import resolve_device, seed_everything, torch_threads
 
 
 @dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(TrainingConfig):
     """Hyperparameters of DQN; the defaults solve CartPole-v1.
 
     Steps are environment steps summed over all ``num_envs`` copies. The defaults follow
@@ -68,12 +68,9 @@ class DQNConfig:
     replay: bool = True  #: False: learn from the latest transitions only (ablation)
     target_network: bool = True  #: False: bootstrap from the online network (ablation)
     eval_every: int = 5_000  #: steps between greedy evaluations (0: never)
-    eval_episodes: int = 20  #: seeded episodes per evaluation
-    solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
-    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
-    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive = (
             "total_steps",
             "num_envs",
@@ -82,7 +79,6 @@ class DQNConfig:
             "train_every",
             "gradient_steps",
             "target_update_interval",
-            "eval_episodes",
             "epsilon_decay_steps",
         )
         for name in positive:
@@ -191,9 +187,7 @@ def _train(
     obs = steps.reset(seed=seed)
     explore = torch.Generator(device).manual_seed(seed + 1)
     n_updates, loss_sum, loss_count = 0, 0.0, 0
-    schedule = EvaluationSchedule(
-        eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
-    )
+    schedule = EvaluationSchedule.for_training(eval_env, cfg, seed, history)
     bar = tqdm(total=cfg.total_steps, disable=not progress, unit="step")
 
     vector_step = 0

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from rlcourse.agent import (
     EvaluationSchedule,
     PolicyAgent,
+    TrainingConfig,
     TrainingHistory,
     action_bound,
     actor_critic_setup,
@@ -66,14 +67,12 @@ def _validate(cfg: Any, positive: Iterable[str], unit: Iterable[str]) -> None:
         raise ValueError(f"{name}.lr must be positive, got {cfg.lr}")
     if cfg.max_grad_norm is not None and not cfg.max_grad_norm > 0:
         raise ValueError(f"{name}.max_grad_norm must be positive or None, got {cfg.max_grad_norm}")
-    if not _is_int(cfg.eval_every, 0):
-        raise ValueError(f"{name}.eval_every must be an integer >= 0, got {cfg.eval_every!r}")
     if not cfg.hidden or not all(_is_int(h, 1) for h in cfg.hidden):
         raise ValueError(f"{name}.hidden must list positive layer sizes, got {cfg.hidden}")
 
 
 @dataclass(frozen=True)
-class REINFORCEConfig:
+class REINFORCEConfig(TrainingConfig):
     """Hyperparameters of REINFORCE; the defaults solve CartPole-v1.
 
     Each update plays one complete episode in each of the ``num_envs`` environments, so
@@ -94,20 +93,16 @@ class REINFORCEConfig:
     max_grad_norm: float | None = 1.0  #: clip the policy gradient's norm (None: never)
     hidden: tuple[int, ...] = (64, 64)  #: hidden layers of policy and value networks
     log_std_init: float = 0.0  #: initial log standard deviation (continuous actions)
-    eval_every: int = 10_000  #: steps between greedy evaluations (0: never)
-    eval_episodes: int = 20  #: seeded episodes per evaluation
-    solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
-    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
-    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
-        _validate(self, ("total_steps", "num_envs", "eval_episodes"), ("gamma",))
+        super().__post_init__()
+        _validate(self, ("total_steps", "num_envs"), ("gamma",))
         if not self.value_lr > 0:
             raise ValueError(f"REINFORCEConfig.value_lr must be positive, got {self.value_lr}")
 
 
 @dataclass(frozen=True)
-class A2CConfig:
+class A2CConfig(TrainingConfig):
     """Hyperparameters of A2C; the defaults solve CartPole-v1.
 
     Each update learns from ``n_steps`` steps of each of ``num_envs`` environments, with
@@ -129,14 +124,10 @@ class A2CConfig:
     normalize_advantages: bool = False  #: standardise the advantages over each batch
     hidden: tuple[int, ...] = (64, 64)  #: hidden layers of actor and critic
     log_std_init: float = 0.0  #: initial log standard deviation (continuous actions)
-    eval_every: int = 10_000  #: steps between greedy evaluations (0: never)
-    eval_episodes: int = 20  #: seeded episodes per evaluation
-    solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
-    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
-    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
-        _validate(self, ("total_steps", "num_envs", "n_steps", "eval_episodes"), ("gamma", "lam"))
+        super().__post_init__()
+        _validate(self, ("total_steps", "num_envs", "n_steps"), ("gamma", "lam"))
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(
                 f"A2CConfig.optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}"
@@ -353,9 +344,7 @@ def _train_reinforce(
     low_t, high_t = action_bound(low, device), action_bound(high, device)
     history = PGHistory()
     steps = Transitions(envs, device)
-    schedule = EvaluationSchedule(
-        eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
-    )
+    schedule = EvaluationSchedule.for_training(eval_env, cfg, seed, history)
     bar = tqdm(total=cfg.total_steps, disable=not progress, unit="step")
     step, first = 0, True
 
@@ -447,9 +436,7 @@ def _train_a2c(
     steps = Transitions(envs, device)
     obs = steps.reset(seed=seed)
     n_updates = max(1, cfg.total_steps // cfg.batch_size)
-    schedule = EvaluationSchedule(
-        eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
-    )
+    schedule = EvaluationSchedule.for_training(eval_env, cfg, seed, history)
     bar = tqdm(total=n_updates * cfg.batch_size, disable=not progress, unit="step")
 
     for _ in range(n_updates):

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from rlcourse.agent import (
     EvaluationSchedule,
     PolicyAgent,
+    TrainingConfig,
     TrainingHistory,
     action_bound,
     actor_critic_setup,
@@ -38,7 +39,7 @@ from rlcourse.utils import torch_threads
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(TrainingConfig):
     """Hyperparameters of PPO; the defaults solve CartPole-v1 (they are the RL Zoo's tuned
     CartPole settings). ``PPOConfig.for_env("Pendulum-v1")`` gives the Pendulum settings:
     gamma 0.9, lambda 0.95, rollouts of 8 x 512 steps, 10 epochs of minibatches of 256,
@@ -62,20 +63,15 @@ class PPOConfig:
     target_kl: float | None = None  #: stop the epochs early above this approximate KL
     hidden: tuple[int, ...] = (64, 64)  #: hidden layers of actor and critic
     log_std_init: float = 0.0  #: initial log standard deviation (continuous actions)
-    eval_every: int = 10_000  #: steps between greedy evaluations (0: never)
-    eval_episodes: int = 20  #: seeded episodes per evaluation
-    solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
-    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
-    num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in (
             "total_steps",
             "num_envs",
             "n_steps",
             "epochs",
             "minibatch_size",
-            "eval_episodes",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -184,9 +180,7 @@ def _train(
     shuffle = torch.Generator(device).manual_seed(seed + 1)
     low_t, high_t = action_bound(low, device), action_bound(high, device)
     n_updates = max(1, cfg.total_steps // cfg.batch_size)
-    schedule = EvaluationSchedule(
-        eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
-    )
+    schedule = EvaluationSchedule.for_training(eval_env, cfg, seed, history)
     bar = tqdm(total=n_updates * cfg.batch_size, disable=not progress, unit="step")
 
     for update in range(n_updates):
