@@ -11,9 +11,12 @@ its own process:
 * a run that has not solved within the step budget counts as not solved.
 
 Stable-Baselines3 runs with the RL Zoo's tuned CartPole-v1 hyperparameters; rlcourse
-with its documented defaults. The table gives, per algorithm and library, the seeds
-solved, the median time and steps to solve (over solved seeds), the peak resident
-memory of the process, and the ratio of the medians (SB3 / rlcourse).
+with its documented defaults. ``ppo-torch-env`` is rlcourse's PPO trained on the course's
+torch CartPole (``rlcourse.envs.TorchCartPole``, which reproduces gymnasium's CartPole-v1
+step for step) and evaluated on gymnasium's, compared with SB3's PPO on gymnasium's env.
+The table gives, per algorithm and library, the seeds solved, the median time and steps
+to solve (over solved seeds), the peak resident memory of the process, and the ratio of
+the medians (SB3 / rlcourse).
 
 Run: ``python benchmarks/cartpole.py`` (``--algos dqn``, ``--seeds 5``,
 ``--threads 1``). Each run is a separate process, so one run's memory or threads
@@ -67,12 +70,16 @@ ZOO["ppo"] = {
     "learning_rate": "lin_0.001",
     "clip_range": "lin_0.2",
 }
+ZOO["a2c"] = {"n_envs": 8, "n_timesteps": 500_000, "ent_coef": 0.0}  # the rest: SB3's defaults
 #: step budget per run, the same for both libraries
-BUDGET = {"dqn": 100_000, "ppo": 100_000, "ppo-pendulum": 200_000}
+BUDGET = {"dqn": 100_000, "ppo": 100_000, "ppo-torch-env": 100_000, "a2c": 200_000}
+BUDGET["ppo-pendulum"] = 200_000
 #: (env id, threshold, evaluation interval) of each task
 TASKS = {
     "dqn": (ENV_ID, THRESHOLD, EVAL_EVERY),
     "ppo": (ENV_ID, THRESHOLD, EVAL_EVERY),
+    "ppo-torch-env": (ENV_ID, THRESHOLD, EVAL_EVERY),
+    "a2c": (ENV_ID, THRESHOLD, EVAL_EVERY),
     "ppo-pendulum": ("Pendulum-v1", -250.0, 20_000),
 }
 
@@ -100,7 +107,10 @@ def run_rlcourse_dqn(seed: int) -> dict[str, Any]:
 
 
 def run_rlcourse_ppo(task: str, seed: int) -> dict[str, Any]:
+    """PPO on gymnasium's env, or (``ppo-torch-env``) on the course's torch CartPole,
+    which steps like gymnasium's to the last bit; evaluation is on gymnasium's either way."""
     from rlcourse import ppo
+    from rlcourse.envs import TorchCartPole
 
     env_id, threshold, every = TASKS[task]
     config = ppo.PPOConfig.for_env(
@@ -111,7 +121,26 @@ def run_rlcourse_ppo(task: str, seed: int) -> dict[str, Any]:
         solve_threshold=threshold,
         device="cpu",
     )
-    _, history = ppo.train(env_id, config, seed=seed, progress=False)
+    env = TorchCartPole(config.num_envs) if task == "ppo-torch-env" else env_id
+    _, history = ppo.train(env, config, seed=seed, eval_env=env_id, progress=False)
+    return _result(history)
+
+
+def run_rlcourse_a2c(seed: int) -> dict[str, Any]:
+    from rlcourse import pg
+
+    config = pg.A2CConfig(
+        total_steps=BUDGET["a2c"],
+        eval_every=EVAL_EVERY,
+        eval_episodes=EVAL_EPISODES,
+        solve_threshold=THRESHOLD,
+        device="cpu",
+    )
+    _, history = pg.train_a2c(ENV_ID, config, seed=seed, progress=False)
+    return _result(history)
+
+
+def _result(history: Any) -> dict[str, Any]:
     return {
         "solved": history.solved_step is not None,
         "time": history.solved_time,
@@ -185,6 +214,9 @@ WORKERS: dict[tuple[str, str], Callable[[int], dict[str, Any]]] = {
     ("sb3", "dqn"): lambda seed: run_sb3("dqn", seed),
     ("rlcourse", "ppo"): lambda seed: run_rlcourse_ppo("ppo", seed),
     ("sb3", "ppo"): lambda seed: run_sb3("ppo", seed),
+    ("rlcourse", "ppo-torch-env"): lambda seed: run_rlcourse_ppo("ppo-torch-env", seed),
+    ("rlcourse", "a2c"): run_rlcourse_a2c,
+    ("sb3", "a2c"): lambda seed: run_sb3("a2c", seed),
     ("rlcourse", "ppo-pendulum"): lambda seed: run_rlcourse_ppo("ppo-pendulum", seed),
 }
 
@@ -214,8 +246,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--algos",
-        default="dqn,ppo,ppo-pendulum",
-        help="comma-separated: dqn, ppo, ppo-pendulum (rlcourse only)",
+        default="dqn,ppo,ppo-torch-env,a2c,ppo-pendulum",
+        help="comma-separated: dqn, ppo, ppo-torch-env and ppo-pendulum (rlcourse only), a2c",
     )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both libraries")
@@ -261,10 +293,11 @@ def main() -> None:
                 f"{med_s:>13.0f} {max(r['peak_mb'] for r in results):>8.0f}  {per_seed}",
                 flush=True,
             )
-        if (algo, "rlcourse") in medians and (algo, "sb3") in medians:
+        peer = "ppo" if algo == "ppo-torch-env" else algo  # SB3 trains on gymnasium's env
+        if (algo, "rlcourse") in medians and (peer, "sb3") in medians:
             print(
-                f"{algo:<12} ratio of median times, SB3 / rlcourse: "
-                f"{medians[(algo, 'sb3')] / medians[(algo, 'rlcourse')]:.1f}x"
+                f"{algo:<12} ratio of median times, SB3 {peer} / rlcourse: "
+                f"{medians[(peer, 'sb3')] / medians[(algo, 'rlcourse')]:.1f}x"
             )
 
 

@@ -154,9 +154,21 @@ class TrainingHistory:
         return np.array([r for _, r, _ in self.episodes])
 
 
+class TrainingClock:
+    """Wall time spent training: started when made, paused while evaluations run."""
+
+    def __init__(self) -> None:
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def train_time(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+
 class EvaluationSchedule:
     """Greedy evaluations during training, every ``every`` environment steps, with the
-    training clock paused while they run; tracks when a ``threshold`` is first reached."""
+    training clock paused while they run; tracks when a ``threshold`` is first reached.
+    Agents trained side by side share one ``clock``, so that no agent's training time
+    counts another's evaluations."""
 
     def __init__(
         self,
@@ -166,23 +178,35 @@ class EvaluationSchedule:
         seed: int,
         threshold: float | None,
         history: TrainingHistory,
+        clock: TrainingClock | None = None,
     ) -> None:
         self.env, self.every, self.episodes, self.seed = env, every, episodes, seed
         self.threshold, self.history = threshold, history
         self.next = every
-        self.start, self.paused = time.perf_counter(), 0.0
+        self.clock = clock or TrainingClock()
 
     @classmethod
     def for_training(
-        cls, eval_env: Any, cfg: TrainingConfig, seed: int, history: TrainingHistory
+        cls,
+        eval_env: Any,
+        cfg: TrainingConfig,
+        seed: int,
+        history: TrainingHistory,
+        clock: TrainingClock | None = None,
     ) -> EvaluationSchedule:
         """The schedule a config asks for; evaluation episodes are seeded ``10_000 + seed``."""
         return cls(
-            eval_env, cfg.eval_every, cfg.eval_episodes, 10_000 + seed, cfg.solve_threshold, history
+            eval_env,
+            cfg.eval_every,
+            cfg.eval_episodes,
+            10_000 + seed,
+            cfg.solve_threshold,
+            history,
+            clock,
         )
 
     def train_time(self) -> float:
-        return time.perf_counter() - self.start - self.paused
+        return self.clock.train_time()
 
     def due(self, step: int) -> bool:
         return bool(self.every) and self.env is not None and step >= self.next
@@ -204,7 +228,7 @@ class EvaluationSchedule:
         self.next += self.every
         t0 = time.perf_counter()
         returns = evaluate(agent, self.env, self.episodes, seed=self.seed)
-        self.paused += time.perf_counter() - t0
+        self.clock.paused += time.perf_counter() - t0
         self.history.evaluations.append((step, float(returns.mean()), float(returns.std())))
         self.history.train_time = self.train_time()
         solved = self.threshold is not None and returns.mean() >= self.threshold

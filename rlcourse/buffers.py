@@ -107,6 +107,20 @@ def _check_same_shape(**tensors: Tensor) -> None:
             )
 
 
+#: what ``RolloutBuffer.add`` stores at each step, in its argument order
+_STEP_FIELDS = (
+    "obs",
+    "actions",
+    "log_probs",
+    "values",
+    "rewards",
+    "next_obs",
+    "terminated",
+    "truncated",
+    "valid",
+)
+
+
 def _check_bool(**tensors: Tensor) -> None:
     for name, x in tensors.items():
         if x.dtype != torch.bool:
@@ -267,33 +281,12 @@ class RolloutBuffer:
                 f"the rollout buffer is full ({self.n_steps} steps): call compute_advantages, "
                 "train on its minibatches, then reset() before adding more"
             )
-        N = self.num_envs
-        expected = {
-            "obs": (N, *self.obs_shape),
-            "actions": (N, *self.action_shape),
-            "log_probs": (N,),
-            "values": (N,),
-            "rewards": (N,),
-            "next_obs": (N, *self.obs_shape),
-            "terminated": (N,),
-            "truncated": (N,),
-            "valid": (N,),
-        }
-        given = {
-            "obs": obs,
-            "actions": actions,
-            "log_probs": log_probs,
-            "values": values,
-            "rewards": rewards,
-            "next_obs": next_obs,
-            "terminated": terminated,
-            "truncated": truncated,
-            "valid": valid,
-        }
-        for name, x in given.items():
-            if tuple(x.shape) != expected[name]:
+        given = (obs, actions, log_probs, values, rewards, next_obs, terminated, truncated, valid)
+        for name, x in zip(_STEP_FIELDS, given, strict=True):
+            store = getattr(self, name)
+            if x.shape != store.shape[1:]:
                 raise ValueError(
-                    f"{name} must have shape {expected[name]} (one row per env copy), "
+                    f"{name} must have shape {tuple(store.shape[1:])} (one row per env copy), "
                     f"got {tuple(x.shape)}"
                 )
         _check_bool(terminated=terminated, truncated=truncated, valid=valid)
@@ -303,7 +296,7 @@ class RolloutBuffer:
                 "discrete actions are integers, continuous actions floats"
             )
         t = self.pos
-        for name, x in given.items():
+        for name, x in zip(_STEP_FIELDS, given, strict=True):
             getattr(self, name)[t].copy_(x.detach())
         self.pos += 1
         self._has_advantages = False
@@ -388,9 +381,7 @@ def collect_rollout(
     """
     buffer.reset()
     while not buffer.full:
-        dist = net.distribution(obs)
-        action = dist.sample()
-        log_prob, value = net.log_prob(dist, action), net.value(obs)
+        action, log_prob, value = net.sample(obs)
         env_action = torch.clamp(action, low, high) if low is not None else action
         next_obs, reward, terminated, truncated, valid = steps.step(env_action)
         buffer.add(obs, action, log_prob, value, reward, next_obs, terminated, truncated, valid)

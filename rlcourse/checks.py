@@ -4,7 +4,12 @@ Each ``check_*`` takes the student's function, runs it on small cases with known
 answers and on random MDPs against the reference implementation, and either
 prints a one-line success message or raises :class:`CheckError` with a message a
 student can act on: which case, which state, expected against got, and -- when
-the answer matches a classic wrong implementation -- which mistake that is.
+the answer matches a classic wrong implementation -- which mistake that is (the
+mistakes of the course's "common mistakes" boxes).
+
+A function that still raises ``NotImplementedError`` (the student edition's stub)
+is reported as a ``NotImplementedError`` that keeps the stub's hint, so that the
+student sees the hint rather than a failed check.
 """
 
 from __future__ import annotations
@@ -56,13 +61,24 @@ def _cases(n_random: int = 4) -> list[TabularMDP]:
 
 
 # ------------------------------------------------------------------ helpers
+def _not_implemented(
+    name: str, err: NotImplementedError, fn: Callable[..., Any]
+) -> NotImplementedError:
+    """The error for an exercise that is still a stub, keeping the stub's hint."""
+    hint = str(err).strip()
+    function = getattr(fn, "__name__", "")
+    name = function if function.isidentifier() else name
+    return NotImplementedError(
+        f"{name} is not implemented yet -- replace the `raise NotImplementedError` line "
+        f"with your code.{' Hint: ' + hint if hint else ''}"
+    )
+
+
 def _call(name: str, fn: Callable[..., Any], *args: Any) -> Tensor:
     try:
         out = fn(*args)
-    except NotImplementedError:
-        raise CheckError(
-            f"{name}: not implemented yet -- replace the `raise NotImplementedError` with your code"
-        ) from None
+    except NotImplementedError as err:
+        raise _not_implemented(name, err, fn) from None
     except Exception as err:  # a student's bug: report it with the case that caused it
         raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
     if not isinstance(out, Tensor):
@@ -108,6 +124,12 @@ def _passed(name: str, n: int) -> None:
 
 
 # ------------------------------------------------------ chapter 1 exercises
+_STATE_REWARD = (
+    "indexed the reward by the state alone (one r(s) for every action, e.g. a row mean of R): "
+    "r(s, a) depends on the action, use R[s, a]"
+)
+
+
 def check_bellman_expectation_backup(fn: Callable[..., Tensor]) -> None:
     """``fn(P [S,A,S], R [S,A], gamma, policy [S,A], V [S]) -> V_new [S]``."""
     name, n = "bellman_expectation_backup", 0
@@ -116,6 +138,8 @@ def check_bellman_expectation_backup(fn: Callable[..., Tensor]) -> None:
         V = torch.linspace(-1.0, 2.0, mdp.n_states, dtype=torch.float64)
         got = _call(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, pi.clone(), V.clone())
         Q = mdp.q_values(V)
+        action_blind = mdp.R + mdp.gamma * (mdp.P.mean(1) @ V)[:, None]
+        state_reward = mdp.R.mean(1, keepdim=True) + mdp.gamma * mdp.expected_next_values(V)
         mistakes = {
             "forgot the discount gamma": (pi * (mdp.R + mdp.expected_next_values(V))).sum(1),
             "took the max over actions (that is the optimality backup, not the expectation "
@@ -127,6 +151,11 @@ def check_bellman_expectation_backup(fn: Callable[..., Tensor]) -> None:
             "summed P over the wrong axis (P[s, a, s'] has the next state last)": (
                 pi * (mdp.R + mdp.gamma * torch.einsum("sat,s->ta", mdp.P, V))
             ).sum(1),
+            "ignored the action in the transitions (averaged P over actions): the next "
+            "state depends on the action, use p(s'|s, a) of each action": (pi * action_blind).sum(
+                1
+            ),
+            _STATE_REWARD: (pi * state_reward).sum(1),
         }
         _compare(name, mdp.name, got, dp.expectation_backup(mdp, V, pi), mistakes)
         n += 1
@@ -149,6 +178,8 @@ def check_exact_v_pi(fn: Callable[..., Tensor]) -> None:
                 eye - mdp.gamma * P_pi.T, r_pi
             ),
             "returned r_pi, the one-step reward, instead of the value": r_pi,
+            "weighted the actions uniformly instead of by pi(a|s) when forming P_pi and "
+            "r_pi": torch.linalg.solve(eye - mdp.gamma * mdp.P.mean(1), mdp.R.mean(1)),
         }
         _compare(name, mdp.name, got, torch.linalg.solve(eye - mdp.gamma * P_pi, r_pi), mistakes)
         n += 1
@@ -173,6 +204,16 @@ def check_value_iteration_sweep(fn: Callable[..., Tensor]) -> None:
             "took the max of the immediate reward only, ignoring the next state's value": (
                 mdp.R.amax(1)
             ),
+            "returned the argmax (the greedy action) instead of the max (its value)": (
+                Q.argmax(1).to(torch.float64)
+            ),
+            "ignored the action in the transitions (averaged P over actions): the next "
+            "state depends on the action, use p(s'|s, a) of each action": (
+                mdp.R + mdp.gamma * (mdp.P.mean(1) @ V)[:, None]
+            ).amax(1),
+            _STATE_REWARD: (
+                mdp.R.mean(1, keepdim=True) + mdp.gamma * mdp.expected_next_values(V)
+            ).amax(1),
         }
         _compare(name, mdp.name, got, dp.optimality_backup(mdp, V), mistakes)
         n += 1
@@ -221,10 +262,8 @@ def check_greedy_policy(fn: Callable[..., Tensor]) -> None:
 def _call_np(name: str, fn: Callable[..., Any], *args: Any) -> np.ndarray:
     try:
         out = fn(*args)
-    except NotImplementedError:
-        raise CheckError(
-            f"{name}: not implemented yet -- replace the `raise NotImplementedError` with your code"
-        ) from None
+    except NotImplementedError as err:
+        raise _not_implemented(name, err, fn) from None
     except Exception as err:
         raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
     return np.asarray(out.detach().cpu() if isinstance(out, Tensor) else out, dtype=np.float64)
@@ -350,6 +389,9 @@ def check_td0_update(fn: Callable[..., Any]) -> None:
             "replaced V(S) by the TD target instead of moving it a step alpha towards it": _moved(
                 V, s, 1.0, r + gamma * boot
             ),
+            "updated the next state's value V(S') instead of V(S)": _moved(
+                V, s2, alpha, r + gamma * boot
+            ),
         }
         expected = _moved(V, s, alpha, r + gamma * boot)
         _first_difference(name, c["label"], got, expected, mistakes, "state")
@@ -375,6 +417,9 @@ def _check_control_update(name: str, fn: Callable[..., Any], sarsa: bool) -> int
                 Q, (s, a), alpha, r + alpha * boot
             ),
             "forgot the discount gamma": _moved(Q, (s, a), alpha, r + boot),
+            "replaced Q(S, A) by the TD target instead of moving it a step alpha towards it": (
+                _moved(Q, (s, a), 1.0, r + gamma * boot)
+            ),
             (
                 "bootstrapped from max_a Q(S', a): that is Q-learning; SARSA uses Q(S', A') of "
                 "the action it will take next"
@@ -404,10 +449,55 @@ def check_sarsa_update(fn: Callable[..., Any]) -> None:
     _passed("sarsa_update", _check_control_update("sarsa_update", fn, sarsa=True))
 
 
+def _draw_actions(
+    name: str, fn: Callable[..., Any], q: np.ndarray, eps: float, seed: int, draws: int
+) -> np.ndarray:
+    """``draws`` actions of ``fn`` for ``q`` and ``eps``, all from one rng seeded ``seed``."""
+    rng = np.random.default_rng(seed)
+    try:
+        return np.array([int(fn(q.copy(), eps, rng)) for _ in range(draws)])
+    except NotImplementedError as err:
+        raise _not_implemented(name, err, fn) from None
+    except Exception as err:
+        raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+
+
+def _epsilon_greedy_diagnosis(freq: np.ndarray, greedy: int, eps: float) -> str:
+    """Name the mistake that explains wrong action frequencies, or return ``""``."""
+    A = len(freq)
+    others = np.delete(freq, greedy)
+    uniform_others = np.allclose(others, others.mean(), atol=0.02)
+    eps_used = float(others.mean()) * A  # the exploration rate these frequencies imply
+    if eps > 0 and freq[greedy] > 0.999:
+        return (
+            " It looks like you always act greedily (no exploration): without exploration "
+            "the agent never tries actions that look worse now."
+        )
+    if eps < 1 and np.allclose(freq, 1 / A, atol=0.02):
+        return " It looks like you always pick a random action (epsilon ignored)."
+    if 0 < eps < 1 and abs(freq[greedy] - (1 - eps)) < 0.02:
+        return (
+            " It looks like the random action never picks the greedy one: a random action "
+            "is uniform over ALL actions, so the greedy action gets 1 - epsilon + epsilon / A."
+        )
+    if uniform_others and abs(eps - 0.5) > 0.05 and abs(eps_used - (1 - eps)) < 0.03:
+        return (
+            " It looks like you explore with probability 1 - epsilon: the comparison is the "
+            "wrong way round (explore when rng.random() < epsilon)."
+        )
+    if uniform_others and abs(eps_used - eps) > 0.03:
+        return (
+            f" It looks like you explore with probability {eps_used:.2f}, not epsilon = {eps}: "
+            "use the epsilon argument, not a fixed or decayed value of your own."
+        )
+    return ""
+
+
 def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
     """``fn(q [A], epsilon, rng) -> action``: greedy with prob 1 - eps, else uniform.
 
-    Checked by frequencies over many calls: ``P(a) = eps / A + (1 - eps) [a greedy]``.
+    Checked by frequencies over many calls: ``P(a) = eps / A + (1 - eps) [a greedy]``,
+    and for reproducibility: the same seeded ``rng`` must give the same actions.
     """
     name, n = "epsilon_greedy", 0
     for q, eps in (
@@ -416,15 +506,8 @@ def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
         (np.array([1.0, 3.0]), 0.0),
         (np.array([0.2, 0.1, 0.3, 0.0, -2.0]), 1.0),
     ):
-        rng = np.random.default_rng(n)
         draws = 20_000
-        try:
-            actions = np.array([int(fn(q.copy(), eps, rng)) for _ in range(draws)])
-        except NotImplementedError:
-            raise CheckError(
-                f"{name}: not implemented yet -- replace the "
-                "`raise NotImplementedError` with your code"
-            ) from None
+        actions = _draw_actions(name, fn, q, eps, n, draws)
         if actions.min() < 0 or actions.max() >= len(q):
             raise CheckError(f"{name} returned an action outside 0..{len(q) - 1}")
         freq = np.bincount(actions, minlength=len(q)) / draws
@@ -434,24 +517,19 @@ def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
         if np.all(np.abs(freq - expected) <= tol):
             n += 1
             continue
-        message = (
+        raise CheckError(
             f"{name} with q = {q.tolist()} and epsilon = {eps}: action frequencies "
             f"{np.round(freq, 3).tolist()}, expected {np.round(expected, 3).tolist()}."
+            + _epsilon_greedy_diagnosis(freq, int(q.argmax()), eps)
         )
-        if eps > 0 and freq[q.argmax()] > 0.999:
-            message += (
-                " It looks like you always act greedily: without exploration the agent "
-                "never tries actions that look worse now."
-            )
-        elif np.allclose(freq, 1 / len(q), atol=0.02) and eps < 1:
-            message += " It looks like you always pick a random action."
-        elif abs(freq[q.argmax()] - (1 - eps)) < 0.02:
-            message += (
-                " It looks like the random action never picks the greedy one: "
-                "a random action is uniform over ALL actions, so the greedy action "
-                "gets 1 - epsilon + epsilon / A."
-            )
-        raise CheckError(message)
+    q = np.array([0.5, 1.5, -0.5, 1.0])
+    first, second = (_draw_actions(name, fn, q, 0.5, 123, 200) for _ in range(2))
+    if not np.array_equal(first, second):
+        raise CheckError(
+            f"{name}: two runs with the same seeded rng chose different actions. Draw every "
+            "random number from the rng argument (rng.random(), rng.integers()), not from "
+            "np.random or random, so that a seeded run is reproducible."
+        )
     _passed(name, n)
 
 
@@ -543,27 +621,36 @@ def check_dqn_loss(fn: Callable[..., Any]) -> None:
             )
         with torch.no_grad():
             q_all = q_net(batch["obs"])
+            td_error = q_taken.detach() - y
+            online_y = (
+                batch["rewards"]
+                + gamma * (1 - batch["terminated"]) * q_net(batch["next_obs"]).max(1).values
+            )
+            unmasked_y = batch["rewards"] + gamma * target_net(batch["next_obs"]).max(1).values
             wrong_values = {
                 "bootstrapped after termination (no terminal masking)": (
-                    q_taken.detach()
-                    - (batch["rewards"] + gamma * target_net(batch["next_obs"]).max(1).values)
-                ),
+                    (q_taken.detach() - unmasked_y) ** 2
+                ).mean(),
                 "took the TD error at the greedy action instead of the action taken": (
-                    q_all.max(1).values - y
-                ),
+                    (q_all.max(1).values - y) ** 2
+                ).mean(),
                 "computed the target with the online network instead of the target network": (
-                    q_taken.detach()
-                    - (
-                        batch["rewards"]
-                        + gamma * (1 - batch["terminated"]) * q_net(batch["next_obs"]).max(1).values
-                    )
-                ),
+                    (q_taken.detach() - online_y) ** 2
+                ).mean(),
+                "returned the mean TD error itself: the update is not theta - alpha * TD "
+                "error; minimise the squared TD error, whose gradient is TD error * grad "
+                "Q(s, a)": td_error.mean(),
+                "summed the squared TD errors over the batch; the loss is their mean": (
+                    td_error**2
+                ).sum(),
+                "used the Huber loss (smooth L1); this exercise asks for the mean squared "
+                "TD error": torch.nn.functional.smooth_l1_loss(q_taken.detach(), y),
             }
         value, expected = float(loss.detach()), float(ref_loss.detach())
         if abs(value - expected) > 1e-5:
             message = f"{name} (batch {seed}): loss {value:.5f}, expected {expected:.5f}."
-            for mistake, err in wrong_values.items():
-                if abs(value - float((err**2).mean())) < 1e-5:
+            for mistake, wrong in wrong_values.items():
+                if abs(value - float(wrong)) < 1e-5:
                     message += f" It looks like you {mistake}."
                     break
             raise CheckError(message)
@@ -575,9 +662,10 @@ def check_dqn_loss(fn: Callable[..., Any]) -> None:
         loss.backward()
         if any(p.grad is not None and p.grad.abs().sum() > 0 for p in student_target.parameters()):
             raise CheckError(
-                f"{name}: the target network received a gradient. The TD target is a "
-                "constant: compute it under torch.no_grad() (or .detach() it), and "
-                "never train the target network directly"
+                f"{name}: the target network received a gradient: the TD target is not "
+                "detached, so the gradient flows through the target. The TD target is a "
+                "constant: compute it under torch.no_grad() (or .detach() it), and never "
+                "train the target network directly"
             )
         grads = [
             p.grad if p.grad is not None else torch.zeros_like(p) for p in student_q.parameters()
@@ -585,8 +673,9 @@ def check_dqn_loss(fn: Callable[..., Any]) -> None:
         if any(not torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads, strict=True)):
             raise CheckError(
                 f"{name}: the loss value is right but its gradient is not the "
-                "semi-gradient: the gradient flows through the TD target. Detach "
-                "the target (torch.no_grad()) so only Q(s, a) is differentiated"
+                "semi-gradient: the TD target is not detached, so the gradient flows "
+                "through the target. Detach the target (torch.no_grad()) so that only "
+                "Q(s, a) is differentiated"
             )
         n += 1
     _passed(name, n)
@@ -610,6 +699,32 @@ def _rollout_case(seed: int, T: int = 6, N: int = 3) -> dict[str, Any]:
     }
 
 
+def _gae_loop(
+    c: dict[str, Any],
+    next_values: Tensor | None = None,
+    bootstrap: Tensor | None = None,
+    carry: Tensor | None = None,
+    decay: float | None = None,
+) -> Tensor:
+    """GAE of the rollout ``c`` with its parts replaceable, to reproduce wrong versions.
+
+    ``bootstrap[t]``: whether step t bootstraps from ``next_values[t]``; ``carry[t]``: whether
+    the trace runs on from step t + 1; ``decay``: the trace's decay per step (``gamma * lam``).
+    """
+    rewards, values = c["rewards"], c["values"]
+    next_values = c["next_values"] if next_values is None else next_values
+    bootstrap = ~c["terminated"] if bootstrap is None else bootstrap
+    carry = ~(c["terminated"] | c["truncated"]) if carry is None else carry
+    decay = c["gamma"] * c["lam"] if decay is None else decay
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + c["gamma"] * bootstrap[t] * next_values[t] - values[t]
+        last = delta + decay * carry[t] * last
+        advantages[t] = last
+    return advantages
+
+
 def check_gae(fn: Callable[..., Any]) -> None:
     """``fn(rewards, values, next_values, terminated, truncated, gamma, lam) -> advantages``,
     all ``[T, N]``: GAE that stops bootstrapping at termination, bootstraps from the final
@@ -624,35 +739,31 @@ def check_gae(fn: Callable[..., Any]) -> None:
         ]
         got = _call(name, fn, *args, c["gamma"], c["lam"])
         expected = gae(*args, c["gamma"], c["lam"])
-        no_bounds = gae(
-            c["rewards"],
-            c["values"],
-            c["next_values"],
-            torch.zeros_like(c["terminated"]),
-            torch.zeros_like(c["truncated"]),
-            c["gamma"],
-            c["lam"],
-        )
+        terminated, truncated = c["terminated"], c["truncated"]
+        always = torch.ones_like(terminated)
+        shifted = torch.cat([c["values"][1:], c["next_values"][-1:]])  # values[t + 1]
         mistakes = {
             "ignored episode boundaries: the GAE trace must stop where an episode ends "
-            "(terminated or truncated)": no_bounds,
-            "bootstrapped after termination (no terminal masking)": gae(
-                c["rewards"],
-                c["values"],
-                c["next_values"],
-                torch.zeros_like(c["terminated"]),
-                c["truncated"] | c["terminated"],
-                c["gamma"],
-                c["lam"],
+            "(terminated or truncated)": _gae_loop(c, bootstrap=always, carry=always),
+            "bootstrapped after termination (no terminal masking)": _gae_loop(c, bootstrap=always),
+            "did not bootstrap at a truncation: a time limit is not the end of the task": (
+                _gae_loop(c, bootstrap=~(terminated | truncated))
             ),
-            "did not bootstrap at a truncation: a time limit is not the end of the task": gae(
-                c["rewards"],
-                c["values"],
-                c["next_values"],
-                c["terminated"] | c["truncated"],
-                torch.zeros_like(c["truncated"]),
-                c["gamma"],
-                c["lam"],
+            "carried the GAE trace across a truncation (episode boundary ignored there): a "
+            "time limit still ends the episode, so the trace must stop; only the "
+            "bootstrap from next_values continues": _gae_loop(c, carry=~terminated),
+            "bootstrapped from values[t + 1] instead of next_values[t]: in a vectorised "
+            "rollout values[t + 1] belongs to the next episode after a boundary": _gae_loop(
+                c, next_values=shifted
+            ),
+            "decayed the trace by lam alone; it decays by gamma * lam per step": _gae_loop(
+                c, decay=c["lam"]
+            ),
+            "decayed the trace by gamma alone; it decays by gamma * lam per step": _gae_loop(
+                c, decay=c["gamma"]
+            ),
+            "returned the returns (advantages + values) instead of the advantages": (
+                expected + c["values"]
             ),
         }
         _compare(
@@ -701,6 +812,11 @@ def check_ppo_policy_loss(fn: Callable[..., Any]) -> None:
             "clipped the advantage instead of the ratio": -torch.min(
                 ratio * adv, ratio * adv.clamp(1 - eps, 1 + eps)
             ).mean(),
+            "computed the ratio against the current policy (new_log_probs.detach()) instead "
+            "of the behaviour policy's old_log_probs: the ratio is then always 1 and the "
+            "clipping never acts": -adv.mean(),
+            "turned the ratio upside down: it is pi / pi_old = exp(new_log_probs - "
+            "old_log_probs)": -clipped_surrogate((old - new).exp(), adv, eps).mean(),
         }
         if abs(float(got.detach()) - float(expected.detach())) > 1e-5:
             message = (
@@ -766,6 +882,15 @@ def check_reinforce_loss(fn: Callable[..., Any]) -> None:
             "did not discount the reward-to-go": -(
                 taken * rewards.flip(0).cumsum(0).flip(0)
             ).mean(),
+            "discounted from the start of the episode (gamma^k with k counted from t=0, not "
+            "from t)": -(taken * G * gamma ** torch.arange(T, dtype=torch.float32)).mean(),
+            "used the probabilities pi(a|s) instead of the log-probabilities log pi(a|s): the "
+            "score-function estimator is grad log pi * G": -(taken.exp() * G).mean(),
+            "normalised the logits over the time steps (dim 0) instead of over the actions "
+            "(dim 1)": -(torch.log_softmax(logits, dim=0)[torch.arange(T), actions] * G).mean(),
+            "summed over the time steps; the loss is the mean over the episode's steps": -(
+                taken * G
+            ).sum(),
         }
         student_logits = logits.clone().requires_grad_(True)
         got = _call(name, fn, student_logits, actions.clone(), rewards.clone(), gamma)

@@ -346,11 +346,25 @@ class TabularMDP:
         S, A, K = idx.shape
         if idx.numel() and (idx.min() < 0 or idx.max() >= S):
             raise ValueError(f"next_states must lie in [0, {S}), got values up to {int(idx.max())}")
-        s = torch.arange(S, device=idx.device).view(S, 1, 1).expand(S, A, K)
-        a = torch.arange(A, device=idx.device).view(1, A, 1).expand(S, A, K)
-        indices = torch.stack([s.reshape(-1), a.reshape(-1), idx.reshape(-1).long()])
+        # build P already coalesced (sorted by (s, a, s'), repeats summed): sorting the K
+        # successors of each row is much cheaper than a global sort of S*A*K entries
+        idx, order = torch.sort(idx.long(), dim=-1)
+        pr = torch.gather(pr.to(idx.device), -1, order)
+        dev = idx.device
+        if bool((idx[..., 1:] != idx[..., :-1]).all()):  # no repeated successor
+            indices = torch.empty(3, S * A * K, dtype=torch.long, device=dev)
+            indices[0] = torch.arange(S, device=dev).repeat_interleave(A * K)
+            indices[1] = torch.arange(A, device=dev).repeat_interleave(K).repeat(S)
+            indices[2] = idx.view(-1)
+            values = pr.reshape(-1)
+        else:
+            row = torch.arange(S * A, device=dev).repeat_interleave(K)
+            key, group = torch.unique_consecutive(row * S + idx.view(-1), return_inverse=True)
+            values = torch.zeros(key.numel(), dtype=pr.dtype, device=dev)
+            values.index_add_(0, group, pr.reshape(-1))
+            indices = torch.stack([key // (S * A), (key // S) % A, key % S])
         P = torch.sparse_coo_tensor(
-            indices, pr.reshape(-1).to(idx.device), (S, A, S), check_invariants=False
+            indices, values, (S, A, S), check_invariants=False, is_coalesced=True
         )
         return cls(P, R, gamma, terminal, **kwargs)
 
@@ -368,12 +382,26 @@ def _coo3_to_csr2(P: Tensor) -> Tensor:
     S, A, _ = P.shape
     i = P.indices()
     rows = i[0] * A + i[1]
-    coo2 = torch.sparse_coo_tensor(
-        torch.stack([rows, i[2]]), P.values(), (S * A, S), check_invariants=False
-    ).coalesce()
+    coo2 = torch.sparse_coo_tensor(  # P is coalesced, so rows and columns are sorted
+        torch.stack([rows, i[2]]),
+        P.values(),
+        (S * A, S),
+        check_invariants=False,
+        is_coalesced=True,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return coo2.to_sparse_csr()
+        csr = coo2.to_sparse_csr()
+        if csr.values().numel() < 2**31 and S < 2**31:
+            # 32-bit indices halve the memory a product reads: 2x faster sweeps on CPU
+            csr = torch.sparse_csr_tensor(
+                csr.crow_indices().to(torch.int32),
+                csr.col_indices().to(torch.int32),
+                csr.values(),
+                csr.shape,
+                check_invariants=False,
+            )
+        return csr
 
 
 def from_gymnasium(env: Any, gamma: float | None = None, **make_kwargs: Any) -> TabularMDP:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def mlp(
@@ -142,6 +145,36 @@ class ActorCritic(nn.Module):
         """``V(s)`` ``[B]``."""
         return self.critic(obs).squeeze(-1)
 
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(actor output, V(s))``: the logits (or the Gaussian's mean) ``[B, n]`` and the
+        values ``[B]``."""
+        return self.actor(obs), self.value(obs)
+
+    @property
+    def policy_log_std(self) -> Tensor | None:
+        """The Gaussian's log standard deviation ``[action_dim]``; None when discrete."""
+        return self.log_std if self.continuous else None
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Act with the stochastic policy: ``(a ~ pi(.|s), log pi(a|s), V(s))``.
+
+        ``obs`` ``[B, obs_dim]``; actions ``[B]`` (discrete) or ``[B, action_dim]``
+        (continuous, unclipped), log-probabilities and values ``[B]``. The same numbers as
+        ``distribution(obs).sample()`` and ``log_prob``, without building a distribution
+        object: the rollouts of PPO and A2C call this at every step.
+        """
+        out, value = self(obs)
+        action = policy_sample(out, self.policy_log_std)
+        return action, policy_log_prob(out, action, self.policy_log_std), value
+
+    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(log pi(a|s), H[pi(.|s)], V(s))``, each ``[B]``, for the actions taken in a
+        batch (``obs`` ``[B, obs_dim]``, or any leading shape): what the PPO and A2C losses
+        need, with gradient."""
+        out, value = self(obs)
+        log_std = self.policy_log_std
+        return policy_log_prob(out, actions, log_std), policy_entropy(out, log_std), value
+
     def deterministic_action(self, obs: Tensor) -> Tensor:
         """The mode of the policy: the most likely action, or the Gaussian's mean."""
         out = self.actor(obs)
@@ -156,6 +189,33 @@ class ActorCritic(nn.Module):
             "hidden": list(self.hidden),
             "log_std_init": self.log_std_init,
         }
+
+
+def policy_sample(out: Tensor, log_std: Tensor | None = None) -> Tensor:
+    """Actions drawn from the policy given by the actor's output ``out`` ``[..., n]``:
+    categorical over logits when ``log_std`` is None, else Gaussian with mean ``out`` and
+    log standard deviation ``log_std`` (broadcast against ``out``)."""
+    if log_std is not None:
+        return out + log_std.exp() * torch.randn_like(out)
+    probs = out.softmax(-1).reshape(-1, out.shape[-1])
+    return torch.multinomial(probs, 1).view(out.shape[:-1])
+
+
+def policy_log_prob(out: Tensor, actions: Tensor, log_std: Tensor | None = None) -> Tensor:
+    """``log pi(a|s)`` ``[...]`` of ``actions`` under the policy of :func:`policy_sample`
+    (summed over action dimensions for a Gaussian)."""
+    if log_std is not None:
+        z = (actions - out) * torch.exp(-log_std)
+        return (-0.5 * z.square() - log_std - _HALF_LOG_2PI).sum(-1)
+    return out.log_softmax(-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def policy_entropy(out: Tensor, log_std: Tensor | None = None) -> Tensor:
+    """``H[pi(.|s)]`` ``[...]`` of the policy of :func:`policy_sample`."""
+    if log_std is not None:  # a Gaussian's entropy does not depend on its mean
+        return (0.5 + _HALF_LOG_2PI + log_std).expand_as(out).sum(-1)
+    log_p = out.log_softmax(-1)
+    return -(log_p.exp() * log_p).sum(-1)
 
 
 def actor_critic_spec(envs: Any, algorithm: str) -> dict[str, Any]:

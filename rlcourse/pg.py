@@ -446,14 +446,13 @@ def _train_a2c(
         obs = collect_rollout(buffer, net, steps, obs, low_t, high_t, cfg.gamma, cfg.lam)
         # 3. one gradient step on L = L_pi - c_H H[pi] + c_V L_V over the valid steps
         valid = buffer.valid
-        dist = net.distribution(buffer.obs)
-        log_probs = net.log_prob(dist, buffer.actions)
+        log_probs, entropy, values = net.evaluate(buffer.obs, buffer.actions)
         # the policy loss is REINFORCE's, with G_t^(n) for G_t and V(s_t) for the baseline
         policy_loss = reinforce_loss(
             log_probs, buffer.returns, buffer.values, mask=valid, normalize=cfg.normalize_advantages
         )
-        value_loss = 0.5 * masked_mean((net.value(buffer.obs) - buffer.returns) ** 2, valid)
-        entropy = masked_mean(net.entropy(dist), valid)
+        value_loss = 0.5 * masked_mean((values - buffer.returns) ** 2, valid)
+        entropy = masked_mean(entropy, valid)
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -15,18 +15,22 @@ bounds when stepping the env) for continuous actions.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import torch
+from gymnasium.vector import AutoresetMode
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from rlcourse.agent import (
     EvaluationSchedule,
     PolicyAgent,
+    TrainingClock,
     TrainingConfig,
     TrainingHistory,
     action_bound,
@@ -34,8 +38,10 @@ from rlcourse.agent import (
 )
 from rlcourse.buffers import RolloutBuffer, collect_rollout
 from rlcourse.envs.vector import Transitions
-from rlcourse.nets import ActorCritic
-from rlcourse.utils import torch_threads
+from rlcourse.nets import ActorCritic, policy_entropy, policy_log_prob, policy_sample
+from rlcourse.utils import seed_everything, torch_threads
+
+SAME_STEP = AutoresetMode.SAME_STEP
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,41 @@ def _train(
     return agent, history
 
 
+#: the quantities PPO logs at each update, in the order of :func:`ppo_loss`'s statistics
+STAT_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+
+
+def ppo_loss(
+    new_log_prob: Tensor, entropy: Tensor, value: Tensor, mb: dict[str, Tensor], cfg: PPOConfig
+) -> tuple[Tensor, Tensor]:
+    """PPO's loss on one minibatch ``mb`` (from ``RolloutBuffer.minibatches``), given the
+    current policy's ``log pi(a|s)``, entropy and ``V(s)`` ``[B]`` there.
+
+    Returns ``(loss, stats)``: the scalar to minimise, and the detached
+    :data:`STAT_NAMES` quantities ``[5]``.
+    """
+    log_ratio = new_log_prob - mb["log_probs"]  # against the behaviour policy, fixed
+    ratio = log_ratio.exp()
+    advantages = mb["advantages"]
+    if cfg.norm_adv and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_loss = -clipped_surrogate(ratio, advantages, cfg.clip_coef).mean()
+    if cfg.clip_value:  # keep the new value within clip_coef of the old one
+        clipped = mb["values"] + torch.clamp(value - mb["values"], -cfg.clip_coef, cfg.clip_coef)
+        value_loss = (
+            0.5 * torch.max((value - mb["returns"]) ** 2, (clipped - mb["returns"]) ** 2).mean()
+        )
+    else:
+        value_loss = 0.5 * ((value - mb["returns"]) ** 2).mean()
+    entropy = entropy.mean()
+    loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator of KL(old || new)
+        clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+        stats = torch.stack([policy_loss, value_loss, entropy, approx_kl, clip_fraction])
+    return loss, stats.detach()
+
+
 def _optimise(
     net: ActorCritic,
     optimizer: torch.optim.Optimizer,
@@ -210,46 +251,242 @@ def _optimise(
     generator: torch.Generator,
 ) -> dict[str, float]:
     """The PPO epochs on one rollout; returns the means of the logged quantities."""
-    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-    sums = torch.zeros(len(names), device=buffer.obs.device)  # summed on the device: no syncs
+    sums = torch.zeros(len(STAT_NAMES), device=buffer.obs.device)  # on the device: no syncs
     n = 0
     for _ in range(cfg.epochs):
         epoch_kl = []
         for mb in buffer.minibatches(cfg.minibatch_size, generator):
-            dist = net.distribution(mb["obs"])
-            new_log_prob = net.log_prob(dist, mb["actions"])
-            log_ratio = new_log_prob - mb["log_probs"]  # against the behaviour policy, fixed
-            ratio = log_ratio.exp()
-            advantages = mb["advantages"]
-            if cfg.norm_adv and advantages.numel() > 1:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            policy_loss = -clipped_surrogate(ratio, advantages, cfg.clip_coef).mean()
-            value = net.value(mb["obs"])
-            if cfg.clip_value:  # keep the new value within clip_coef of the old one
-                clipped = mb["values"] + torch.clamp(
-                    value - mb["values"], -cfg.clip_coef, cfg.clip_coef
-                )
-                value_loss = (
-                    0.5
-                    * torch.max((value - mb["returns"]) ** 2, (clipped - mb["returns"]) ** 2).mean()
-                )
-            else:
-                value_loss = 0.5 * ((value - mb["returns"]) ** 2).mean()
-            entropy = net.entropy(dist).mean()
-            loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+            loss, stats = ppo_loss(*net.evaluate(mb["obs"], mb["actions"]), mb, cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            with torch.no_grad():
-                approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator of KL(old || new)
-                clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
-                sums += torch.stack([policy_loss, value_loss, entropy, approx_kl, clip_fraction])
-            epoch_kl.append(approx_kl)
+            sums += stats
+            epoch_kl.append(stats[3])
             n += 1
         if cfg.target_kl is not None and float(torch.stack(epoch_kl).mean()) > cfg.target_kl:
             break
-    return dict(zip(names, (sums / max(n, 1)).tolist(), strict=True))
+    return dict(zip(STAT_NAMES, (sums / max(n, 1)).tolist(), strict=True))
+
+
+# --------------------------------------------------------------- many seeds at once
+class AgentStack:
+    """``K`` actor-critics of one architecture with their parameters stacked (each tensor
+    ``[K, ...]``), evaluated together with ``torch.func.vmap``: one batched network pass
+    serves every agent.
+
+    Observations come flattened as ``[M * K * N, obs_dim]``, rows ordered ``(m, k, n)``:
+    agent ``k`` owns copies ``k * N .. (k + 1) * N - 1`` of a vector env of ``K * N``
+    copies. ``sample`` and ``value`` match ``ActorCritic``'s, so ``collect_rollout``
+    fills one rollout buffer for all agents.
+    """
+
+    def __init__(self, nets: list[ActorCritic], envs_per_agent: int) -> None:
+        self.nets, self.K, self.N = nets, len(nets), envs_per_agent
+        self.params, _ = torch.func.stack_module_state(nets)  # leaves [K, ...], trainable
+        self.base = copy.deepcopy(nets[0]).to("meta")
+        self.continuous = nets[0].continuous
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def _forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-agent batches ``[K, B, obs_dim]`` -> ``(actor out [K, B, n], V [K, B])``."""
+
+        def one(params: dict[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+            return torch.func.functional_call(self.base, params, (x,))
+
+        return torch.func.vmap(one)(self.params, obs)
+
+    def log_std(self) -> Tensor | None:
+        return self.params["log_std"].unsqueeze(1) if self.continuous else None  # [K, 1, D]
+
+    def _per_agent(self, x: Tensor) -> Tensor:
+        """``[M * K * N, ...]`` -> ``[K, M * N, ...]``."""
+        x = x.view(-1, self.K, self.N, *x.shape[1:]).transpose(0, 1)
+        return x.reshape(self.K, -1, *x.shape[3:])
+
+    def _flat(self, x: Tensor) -> Tensor:
+        """Inverse of :meth:`_per_agent`."""
+        x = x.view(self.K, -1, self.N, *x.shape[2:]).transpose(0, 1)
+        return x.reshape(-1, *x.shape[3:])
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out, value = self._forward(self._per_agent(obs))
+        action = policy_sample(out, self.log_std())
+        log_prob = policy_log_prob(out, action, self.log_std())
+        return self._flat(action), self._flat(log_prob), self._flat(value)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self._flat(self._forward(self._per_agent(obs))[1])
+
+    def sync(self) -> list[ActorCritic]:
+        """Copy the stacked parameters into the ``K`` separate networks; return them."""
+        with torch.no_grad():
+            for k, net in enumerate(self.nets):
+                for name, p in net.named_parameters():
+                    p.copy_(self.params[name][k])
+        return self.nets
+
+
+def train_seeds(
+    env: Any,
+    config: PPOConfig | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    *,
+    eval_env: str | None = None,
+    progress: bool = True,
+) -> tuple[list[PPOAgent], list[PPOHistory]]:
+    """Train one independent PPO agent per seed, all in one batched run.
+
+    ``env`` is a vector env of ``len(seeds) * config.num_envs`` copies whose steps are all
+    transitions (``SAME_STEP`` autoreset, as the course's torch envs:
+    ``TorchCartPole(5 * 8)``), or an env id (gymnasium's copies are then made in
+    ``SAME_STEP`` mode). Agent ``k`` starts from the network ``train`` would build with
+    seed ``seeds[k]``, acts in its own copies, and gets its own advantage normalisation,
+    minibatches, gradient clipping and Adam state: the agents share only the device's
+    time. Their results are not bit-identical to separate ``train`` runs (the env copies
+    and sampling draw from shared generators). Returns one ``(agent, history)`` per seed,
+    as two lists; training stops early once every agent reached the solve threshold.
+    """
+    cfg = config or PPOConfig.for_env(env if isinstance(env, str) else "")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+    with torch_threads(cfg.num_threads):
+        return _train_seeds(env, cfg, seeds, eval_env, progress)
+
+
+def _train_seeds(
+    env: Any, cfg: PPOConfig, seeds: list[int], eval_env: str | None, progress: bool
+) -> tuple[list[PPOAgent], list[PPOHistory]]:
+    K, N = len(seeds), cfg.num_envs
+    if isinstance(env, str):
+        eval_env = eval_env or env
+        env = gym.make_vec(
+            env, K * N, vectorization_mode="sync", vector_kwargs={"autoreset_mode": SAME_STEP}
+        )
+    if env.num_envs != K * N:
+        raise ValueError(
+            f"the env has {env.num_envs} copies but {K} seeds x num_envs={N} need {K * N}"
+        )
+    if env.metadata.get("autoreset_mode") != SAME_STEP:
+        raise ValueError(
+            "train_seeds needs an env whose every step is a transition (autoreset_mode "
+            "SAME_STEP), such as rlcourse.envs.TorchCartPole"
+        )
+    nets, low, high, device = [], None, None, torch.device("cpu")
+    for seed in seeds:  # each agent's network exactly as train(seed=seed) builds it
+        device, envs, net, low, high, _ = actor_critic_setup(env, cfg, seed, eval_env, "PPO")
+        nets.append(net)
+    seed_everything(seeds[0])  # the sampling of actions, for the run as a whole
+    stack = AgentStack(nets, N)
+    optimizer = torch.optim.Adam(stack.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
+    agents = [PPOAgent(net, device, low, high) for net in nets]
+    histories = [PPOHistory() for _ in seeds]
+    clock = TrainingClock()
+    schedules = [
+        EvaluationSchedule.for_training(eval_env, cfg, seed, history, clock)
+        for seed, history in zip(seeds, histories, strict=True)
+    ]
+    action_shape = (stack.nets[0].action_dim,) if stack.continuous else ()
+    buffer = RolloutBuffer(
+        cfg.n_steps,
+        K * N,
+        (nets[0].obs_dim,),
+        action_shape,
+        torch.float32 if stack.continuous else torch.long,
+        device,
+    )
+    steps = Transitions(envs, device)
+    obs = steps.reset(seed=seeds[0])
+    shuffle = torch.Generator(device).manual_seed(seeds[0] + 1)
+    low_t, high_t = action_bound(low, device), action_bound(high, device)
+    n_updates = max(1, cfg.total_steps // cfg.batch_size)
+    bar = tqdm(total=n_updates * cfg.batch_size, disable=not progress, unit="step/agent")
+    for update in range(n_updates):
+        if cfg.anneal_lr:
+            optimizer.param_groups[0]["lr"] = cfg.lr * (1.0 - update / n_updates)
+        obs = collect_rollout(buffer, stack, steps, obs, low_t, high_t, cfg.gamma, cfg.lam)
+        stats = _optimise_stack(stack, optimizer, buffer, cfg, shuffle)  # [K, 5]
+        step = (update + 1) * cfg.batch_size  # per agent
+        for history, row in zip(histories, stats.tolist(), strict=True):
+            for name, value in zip(STAT_NAMES, row, strict=True):
+                getattr(history, name).append((step, value))
+        bar.update(cfg.batch_size)
+        if schedules[0].due(step):
+            stack.sync()
+            for schedule, agent in zip(schedules, agents, strict=True):
+                schedule.evaluate(agent, step)
+            bar.set_postfix(eval=" ".join(f"{h.evaluations[-1][1]:.0f}" for h in histories))
+            if cfg.solve_threshold is not None and all(
+                h.solved_step is not None for h in histories
+            ):
+                break
+    bar.close()
+    stack.sync()
+    for (done_at, ret, length), copy_ in zip(steps.episodes, steps.episode_copies, strict=True):
+        histories[copy_ // N].episodes.append((done_at // K, ret, length))
+    for history in histories:
+        history.train_time = clock.train_time()
+    return agents, histories
+
+
+def _optimise_stack(
+    stack: AgentStack,
+    optimizer: torch.optim.Optimizer,
+    buffer: RolloutBuffer,
+    cfg: PPOConfig,
+    generator: torch.Generator,
+) -> Tensor:
+    """:func:`_optimise` for ``K`` stacked agents: each agent's minibatches from its own
+    copies, its own loss (summed over agents: their gradients stay apart) and its own
+    gradient-norm clipping. Returns the mean statistics ``[K, 5]``."""
+    if not bool(buffer.valid.all()):
+        raise RuntimeError("train_seeds needs every step to be a transition (SAME_STEP envs)")
+    K = stack.K
+    data = {
+        "obs": buffer.obs,
+        "actions": buffer.actions,
+        "log_probs": buffer.log_probs,
+        "values": buffer.values,
+        "advantages": buffer.advantages,
+        "returns": buffer.returns,
+    }
+    # [T, K * N, ...] -> [K, T * N, ...]: each agent's own samples
+    per_agent = {k: stack._per_agent(v.flatten(0, 1)) for k, v in data.items()}
+    M = per_agent["obs"].shape[1]
+    rows = torch.arange(K, device=buffer.device).unsqueeze(1)
+
+    def agent_loss(params: dict[str, Tensor], mb: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        out, value = torch.func.functional_call(stack.base, params, (mb["obs"],))
+        log_std = params["log_std"] if stack.continuous else None
+        log_prob = policy_log_prob(out, mb["actions"], log_std)
+        return ppo_loss(log_prob, policy_entropy(out, log_std), value, mb, cfg)
+
+    sums, n = torch.zeros(K, len(STAT_NAMES), device=buffer.device), 0
+    for _ in range(cfg.epochs):
+        perm = torch.rand(K, M, generator=generator, device=generator.device).argsort(1)
+        for start in range(0, M, cfg.minibatch_size):
+            idx = perm[:, start : start + cfg.minibatch_size].to(buffer.device)
+            mb = {name: x[rows, idx] for name, x in per_agent.items()}
+            losses, stats = torch.func.vmap(agent_loss)(stack.params, mb)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            _clip_per_agent(stack.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            sums += stats
+            n += 1
+    return sums / max(n, 1)
+
+
+def _clip_per_agent(params: list[Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` for each agent of a stack: parameters ``[K, ...]``."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sq = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0)  # [K]
+    scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
 
 def config_dict(config: PPOConfig) -> dict[str, Any]:

@@ -12,6 +12,10 @@ id                              what it is
 ==============================  ===============================================
 
 Every env has ``env.unwrapped.to_mdp()``, the exact :class:`~rlcourse.mdp.TabularMDP`.
+
+Batched torch versions, stepping N copies as tensors on any device (see
+:mod:`rlcourse.envs.batched`): ``TorchCartPole`` (gymnasium's CartPole-v1, step for step)
+and ``TorchTabularEnv`` (any of the tabular envs above, or a toy_text env).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import gymnasium as gym
 if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
+from rlcourse.envs.batched import TorchCartPole, TorchTabularEnv, TorchVectorEnv
 from rlcourse.envs.gambler import GamblerEnv
 from rlcourse.envs.gridworld import GridWorldEnv, example_3_5, example_4_1, example_6_5
 from rlcourse.envs.randomwalk import RandomWalkEnv
@@ -37,6 +42,9 @@ __all__ = [
     "GridWorldEnv",
     "RandomWalkEnv",
     "TabularEnv",
+    "TorchCartPole",
+    "TorchTabularEnv",
+    "TorchVectorEnv",
     "as_tabular_env",
     "example_3_5",
     "example_4_1",

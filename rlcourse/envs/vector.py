@@ -193,12 +193,22 @@ class Transitions:
         if self.mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"unsupported autoreset mode {self.mode}: use NEXT_STEP or SAME_STEP")
         self.n = envs.num_envs
+        self.native = _is_torch_env(envs)
+        # the bookkeeping lives where the env's arrays are: NumPy for gymnasium's envs,
+        # tensors on the env's device for the course's torch envs (no copies per step)
+        if self.native:
+            env_device = getattr(envs, "device", device)
+            self._restarting: Any = torch.zeros(self.n, dtype=torch.bool, device=env_device)
+            self._return: Any = torch.zeros(self.n, dtype=torch.float64, device=env_device)
+            self._length: Any = torch.zeros(self.n, dtype=torch.long, device=env_device)
+        else:
+            self._restarting = np.zeros(self.n, dtype=bool)
+            self._return = np.zeros(self.n)
+            self._length = np.zeros(self.n, dtype=np.int64)
         self.obs: torch.Tensor | None = None
-        self._restarting = torch.zeros(self.n, dtype=torch.bool, device=device)
-        self._return = torch.zeros(self.n, device=device)
-        self._length = torch.zeros(self.n, dtype=torch.long, device=device)
         self.env_steps = 0
         self.episodes: list[tuple[int, float, int]] = []
+        self.episode_copies: list[int] = []  #: which copy played each of ``episodes``
 
     def _tensor(self, x: Any, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device).to(dtype)
@@ -206,53 +216,64 @@ class Transitions:
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, _ = self.envs.reset(seed=seed)
         self.obs = self._tensor(obs, torch.float32)
-        self._restarting.zero_()
-        self._return.zero_()
-        self._length.zero_()
+        self._restarting[:] = False
+        self._return[:] = 0
+        self._length[:] = 0
         return self.obs
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One step of every copy: ``(next_obs, reward, terminated, truncated, valid)``."""
-        act = actions if _is_torch_env(self.envs) else actions.detach().cpu().numpy()
+        act = actions if self.native else actions.detach().cpu().numpy()
         obs, reward, terminated, truncated, info = self.envs.step(act)
-        obs = self._tensor(obs, torch.float32)
-        reward = self._tensor(reward, torch.float32)
-        terminated = self._tensor(terminated, torch.bool)
-        truncated = self._tensor(truncated, torch.bool)
         done = terminated | truncated
+        next_obs = obs
         if self.mode == AutoresetMode.NEXT_STEP:
             valid = ~self._restarting
-            next_obs = obs
             self._restarting = done & valid
         else:
-            valid = torch.ones_like(done)
-            next_obs = obs
+            valid = done | True  # every step is a transition
             if "_final_obs" in info:
-                mask = self._tensor(info["_final_obs"], torch.bool)
-                final = info["final_obs"]
-                if not isinstance(
-                    final, torch.Tensor
-                ):  # gymnasium: an object array, None where not done
-                    current = obs.cpu().numpy()
-                    final = np.stack(
-                        [
-                            f if m else o
-                            for f, m, o in zip(final, mask.tolist(), current, strict=True)
-                        ]
-                    )
-                final = self._tensor(final, torch.float32)
-                next_obs = torch.where(mask.view(-1, *[1] * (obs.dim() - 1)), final, obs)
+                next_obs = _with_final_obs(obs, info["final_obs"], info["_final_obs"])
         self.env_steps += int(valid.sum())
         self._return += reward * valid
         self._length += valid
         ended = done & valid
         if ended.any():
-            for i in torch.nonzero(ended).flatten().tolist():
-                self.episodes.append((self.env_steps, float(self._return[i]), int(self._length[i])))
-            self._return[ended] = 0.0
+            idx = np.flatnonzero(_numpy(ended))
+            returns, lengths = _numpy(self._return)[idx], _numpy(self._length)[idx]
+            self.episodes += [
+                (self.env_steps, float(g), int(n)) for g, n in zip(returns, lengths, strict=True)
+            ]
+            self.episode_copies += idx.tolist()
+            self._return[ended] = 0
             self._length[ended] = 0
-        self.obs = obs
-        return next_obs, reward, terminated, truncated, valid
+        self.obs = self._tensor(obs, torch.float32)
+        return (
+            self.obs if next_obs is obs else self._tensor(next_obs, torch.float32),
+            self._tensor(reward, torch.float32),
+            self._tensor(terminated, torch.bool),
+            self._tensor(truncated, torch.bool),
+            self._tensor(valid, torch.bool),
+        )
+
+
+def _numpy(x: Any) -> np.ndarray:
+    """A NumPy view (or copy, from a device) of an array or tensor."""
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _with_final_obs(obs: Any, final: Any, has_final: Any) -> Any:
+    """``obs`` with the rows of copies that just ended replaced by their final observation.
+
+    gymnasium gives ``final`` as an object array (``None`` where a copy did not end); the
+    course's torch envs give a tensor like ``obs``.
+    """
+    if isinstance(obs, torch.Tensor):
+        return torch.where(has_final.view(-1, *[1] * (obs.dim() - 1)), final, obs)
+    merged = np.array(obs, copy=True)
+    for i in np.flatnonzero(has_final):
+        merged[i] = final[i]
+    return merged
 
 
 def _is_torch_env(envs: Any) -> bool:

@@ -1,0 +1,326 @@
+"""Write the student edition of the course: the notebooks without their solutions.
+
+::
+
+    python -m rlcourse.student_edition OUT_DIR [--force] [--root COURSE_DIR]
+
+Every code cell region between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` becomes a
+stub, at the region's indentation, that raises ``NotImplementedError`` with a hint;
+the ``def`` line above the region and the checker call below it stay. Outputs,
+execution counts and widget state are cleared; markdown and all other code are kept
+as they are. The hint is the text of the region's ``# HINT: ...`` comment lines if it
+has any, else the course's hint for that exercise (``HINTS``), else a generic one
+naming the function.
+
+``OUT_DIR`` receives ``notebooks/`` (the student notebooks and any other files the
+notebooks folder holds) and what a student needs to install and run them: the
+``rlcourse`` package, ``requirements.txt``, ``pyproject.toml``, ``binder/``, the README
+and the licence. ``OUT_DIR`` must not be the course itself or lie inside one of the
+folders it copies, and must be empty unless ``--force`` is given (which overwrites
+files of the same name and deletes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+
+from rlcourse.execute import strip_volatile_metadata
+
+BEGIN, END, HINT = "# BEGIN SOLUTION", "# END SOLUTION", "# HINT:"
+
+#: What the edition copies besides the notebooks, relative to the course's root.
+COURSE_FILES = ("rlcourse", "requirements.txt", "pyproject.toml", "binder", "README.md", "LICENSE")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
+
+#: Hints for the course's exercises, by function name (a ``# HINT:`` line overrides them).
+HINTS = {
+    "bellman_expectation_backup": (
+        "for every state s, weight r(s, a) + gamma * sum_s' P[s, a, s'] V(s') by "
+        "policy[s, a] and sum over the actions a. One matrix product (P @ V has shape "
+        "[S, A]) and a sum; return a tensor of shape [S]."
+    ),
+    "exact_v_pi": (
+        "build P_pi[s, s'] = sum_a policy[s, a] P[s, a, s'] and r_pi[s] = sum_a "
+        "policy[s, a] R[s, a], then solve (I - gamma P_pi) v = r_pi with torch.linalg.solve."
+    ),
+    "value_iteration_sweep": (
+        "one Bellman optimality backup: for every state, the max over actions a of "
+        "r(s, a) + gamma * sum_s' P[s, a, s'] V(s'). Return the values [S], not the actions."
+    ),
+    "greedy_policy": (
+        "compute q(s, a) = r(s, a) + gamma * sum_s' P[s, a, s'] V(s') and return a one-hot "
+        "policy [S, A] with its 1 on an action of largest q in every state."
+    ),
+    "discounted_returns": (
+        "go backwards from the last reward with G_t = R_{t+1} + gamma * G_{t+1} (G = 0 "
+        "after the end) and return an array [T] holding the return from every step t on."
+    ),
+    "td0_update": (
+        "move V[s] a step alpha towards the TD target r + gamma * V[s_next]; if the "
+        "transition terminated the episode, the target is r alone. The function returns "
+        "the updated V."
+    ),
+    "epsilon_greedy": (
+        "with probability epsilon return a uniformly random action (any of the len(q) "
+        "actions, the greedy one included), otherwise the greedy action argmax q. Draw all "
+        "random numbers from rng (rng.random(), rng.integers())."
+    ),
+    "q_learning_update": (
+        "move Q[s, a] of the action taken a step alpha towards r + gamma * max over a' of "
+        "Q[s_next, a']; after termination the target is r alone. The function returns "
+        "the updated Q."
+    ),
+    "sarsa_update": (
+        "as Q-learning, but bootstrap from Q[s_next, a_next], the value of the action the "
+        "agent will take next, not from the max; after termination the target is r alone."
+    ),
+    "dqn_targets": (
+        "for every sample, r + gamma * (max over a' of next_q_target[:, a']), with no "
+        "bootstrap where terminated is 1. Shapes: rewards [B], next_q_target [B, A], "
+        "terminated [B]; return [B]."
+    ),
+    "dqn_loss": (
+        "Q(s, a) of the actions taken from q_net (gather), the targets from target_net "
+        "through your dqn_targets under torch.no_grad(), and the mean over the batch of "
+        "the squared TD error."
+    ),
+    "reinforce_loss": (
+        "compute the discounted reward-to-go G_t of every step and log pi(a_t|s_t) of "
+        "the actions taken (log_softmax over the actions), and return minus the mean of "
+        "their product, a scalar."
+    ),
+    "gae_advantages": (
+        "go backwards in time: delta_t = r_t + gamma * V(s_{t+1}) - V(s_t), without the "
+        "bootstrap term where terminated; A_t = delta_t + gamma * lam * A_{t+1}, with the "
+        "trace cut wherever an episode ended (terminated or truncated)."
+    ),
+    "ppo_policy_loss": (
+        "the ratio is exp(new_log_probs - old_log_probs), against the behaviour policy; "
+        "return minus the mean of min(ratio * A, clip(ratio, 1 - clip_coef, 1 + clip_coef) * A)."
+    ),
+}
+
+
+class EditionError(Exception):
+    """The student edition cannot be written; the message says why."""
+
+
+# ----------------------------------------------------------------- one cell
+def solution_regions(source: str, where: str = "cell") -> list[tuple[int, int]]:
+    """Line indices ``(begin, end)`` of the ``# BEGIN/END SOLUTION`` marker pairs in ``source``.
+
+    Raises :class:`EditionError` (naming ``where``) for a region that is not closed, an
+    ``END`` without ``BEGIN``, a region opened inside another, or a marker that is not
+    on a line of its own (which would leave a solution in the student edition).
+    """
+    regions, begin = [], None
+    for i, line in enumerate(source.splitlines()):
+        marker = line.strip()
+        if (BEGIN in marker or END in marker) and not marker.startswith((BEGIN, END)):
+            raise EditionError(f"{where}: line {i + 1} has a solution marker after code: {marker}")
+        if marker.startswith(BEGIN):
+            if begin is not None:
+                raise EditionError(f"{where}: line {i + 1} opens a solution inside another one")
+            begin = i
+        elif marker.startswith(END):
+            if begin is None:
+                raise EditionError(f"{where}: line {i + 1} closes a solution that was never opened")
+            regions.append((begin, i))
+            begin = None
+    if begin is not None:
+        raise EditionError(f"{where}: the solution opened on line {begin + 1} is never closed")
+    return regions
+
+
+def _enclosing_function(source: str, line: int) -> tuple[str, str] | None:
+    """``(name, arguments)`` of the innermost ``def`` around 0-based ``line``, if any."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics: fall back to the nearest `def` above
+        for text in reversed(source.splitlines()[:line]):
+            match = re.match(r"\s*(?:async\s+)?def\s+(\w+)\s*\((.*)\)", text)
+            if match:
+                return match.group(1), match.group(2)
+        return None
+    found = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if node.lineno <= line + 1 <= (node.end_lineno or node.lineno):
+                if found is None or node.lineno > found.lineno:
+                    found = node
+    return (found.name, ast.unparse(found.args)) if found else None
+
+
+def exercise_hint(source: str, begin: int, end: int) -> str:
+    """The hint for the solution region on lines ``begin..end`` (0-based) of ``source``."""
+    lines = source.splitlines()[begin + 1 : end]
+    own = [line.strip()[len(HINT) :].strip() for line in lines if line.strip().startswith(HINT)]
+    function = _enclosing_function(source, begin)
+    if function is None:
+        head = "Exercise: write the code of this cell"
+        body = " ".join(own) or "as the exercise above describes; the check below tells you more."
+        return f"{head} -- {body}"
+    name, args = function
+    body = (
+        " ".join(own)
+        or HINTS.get(name)
+        or "as the exercise above describes; the checker below tells you what is still wrong."
+    )
+    return f"Exercise: implement `{name}({args})` -- {body}"
+
+
+def _string_literal(text: str, indent: str, width: int = 80) -> list[str]:
+    """``text`` as implicitly concatenated string literals, one per line of ~``width``."""
+    pieces, current = [], ""
+    for word in text.split(" "):
+        if current and len(current) + len(word) + 1 > width:
+            pieces.append(current + " ")
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    pieces.append(current)
+    return [indent + json.dumps(piece, ensure_ascii=False) for piece in pieces]
+
+
+def stub_source(source: str, where: str = "cell") -> tuple[str, list[str]]:
+    """``source`` with each solution region replaced by a stub; also returns the hints."""
+    lines = source.splitlines()
+    hints = []
+    for begin, end in reversed(solution_regions(source, where)):
+        indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+        hint = exercise_hint(source, begin, end)
+        hints.insert(0, hint)
+        stub = [
+            f"{indent}# YOUR CODE HERE: replace the `raise` below with your solution.",
+            f"{indent}raise NotImplementedError(",
+            *_string_literal(hint, indent + "    "),
+            f"{indent})",
+        ]
+        lines[begin : end + 1] = stub
+    return "\n".join(lines) + ("\n" if source.endswith("\n") else ""), hints
+
+
+# ------------------------------------------------------------- one notebook
+def student_notebook(
+    nb: nbformat.NotebookNode, name: str = "notebook"
+) -> tuple[nbformat.NotebookNode, list[str]]:
+    """A copy of ``nb`` with its solutions stubbed and its outputs cleared, and its hints."""
+    nb = copy.deepcopy(nb)
+    strip_volatile_metadata(nb)
+    hints = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = []
+        cell.execution_count = None
+        if BEGIN in cell.source or END in cell.source:
+            cell.source, cell_hints = stub_source(cell.source, f"{name}, cell {index}")
+            hints += cell_hints
+    return nb, hints
+
+
+# ---------------------------------------------------------------- the course
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_out_dir(root: Path, out_dir: Path, force: bool) -> None:
+    root, out = root.resolve(), out_dir.resolve()
+    if out == root:
+        raise EditionError(f"{out_dir} is the course itself: choose another folder")
+    for name in ("notebooks", *COURSE_FILES):
+        if (root / name).is_dir() and _inside(out, root / name):
+            raise EditionError(
+                f"{out_dir} is inside the course's {name}/ folder: choose a folder outside it, "
+                "so that nothing there is overwritten"
+            )
+    if out.exists() and not out.is_dir():
+        raise EditionError(f"{out_dir} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise EditionError(
+            f"{out_dir} is not empty: choose an empty or new folder, or pass --force to "
+            "overwrite the files of the same name there"
+        )
+
+
+def build(root: Path, out_dir: Path, force: bool = False) -> dict[Path, list[str]]:
+    """Write the student edition of the course at ``root`` into ``out_dir``.
+
+    Returns the written notebooks with the hints of their exercises. Every notebook is
+    converted before anything is written, so a malformed one leaves ``out_dir`` untouched.
+    """
+    notebooks_dir = root / "notebooks"
+    paths = sorted(p for p in notebooks_dir.glob("*.ipynb")) if notebooks_dir.is_dir() else []
+    if not paths:
+        raise EditionError(
+            f"no notebooks in {notebooks_dir}: run from the course's root folder or pass --root"
+        )
+    _check_out_dir(root, out_dir, force)
+    converted = {
+        path.name: student_notebook(nbformat.read(path, as_version=4), path.name) for path in paths
+    }
+    out_notebooks = out_dir / "notebooks"
+    for item in notebooks_dir.iterdir():  # whatever the notebooks read beside them
+        if item.suffix != ".ipynb" and not _IGNORED(str(notebooks_dir), [item.name]):
+            _copy(item, out_notebooks / item.name)
+    out_notebooks.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for filename, (nb, hints) in converted.items():
+        nbformat.write(nb, out_notebooks / filename)
+        written[out_notebooks / filename] = hints
+    for name in COURSE_FILES:
+        if (root / name).exists():
+            _copy(root / name, out_dir / name)
+    return written
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, ignore=_IGNORED, dirs_exist_ok=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m rlcourse.student_edition OUT_DIR [--force] [--root DIR]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rlcourse.student_edition",
+        description="Write the course's student edition: every solution replaced by a stub "
+        "with a hint, outputs cleared.",
+    )
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write it to")
+    parser.add_argument(
+        "--force", action="store_true", help="write into a non-empty OUT_DIR (deletes nothing)"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path.cwd(),
+        help="the course's root folder, holding notebooks/ (default: the current folder)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        written = build(args.root, args.out_dir, force=args.force)
+    except EditionError as err:
+        print(f"student_edition: error: {err}", file=sys.stderr)
+        return 2
+    n_exercises = sum(len(hints) for hints in written.values())
+    print(
+        f"wrote {len(written)} notebooks with {n_exercises} exercises stubbed to "
+        f"{args.out_dir / 'notebooks'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
