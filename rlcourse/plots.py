@@ -252,6 +252,27 @@ def mean_and_ci(runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, half
 
 
+def returns_on_grid(
+    episodes: Sequence[tuple[int, float, int]], steps: np.ndarray, window: int = 20
+) -> np.ndarray:
+    """A run's learning curve at given environment steps: at each of ``steps`` ``[P]``, the
+    mean return of the last ``window`` episodes finished by then (NaN before the first).
+
+    ``episodes`` is a history's ``(step, return, length)`` list; runs put on one grid can
+    be averaged with :func:`plot_learning_curves` even when their episodes end at
+    different steps.
+    """
+    if not episodes:
+        return np.full(len(steps), np.nan)
+    ends = np.array([e[0] for e in episodes])
+    returns = np.array([e[1] for e in episodes], dtype=float)
+    cum = np.concatenate([[0.0], np.cumsum(returns)])
+    n = np.searchsorted(ends, np.asarray(steps), side="right")  # episodes finished by then
+    lo = np.maximum(n - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (cum[n] - cum[lo]) / (n - lo), np.nan)
+
+
 def plot_learning_curves(
     curves: Mapping[str, np.ndarray],
     *,

@@ -313,3 +313,48 @@ class TorchTabularEnv(TorchVectorEnv):
         if self.one_hot:
             return torch.nn.functional.one_hot(state, self.S).to(torch.float32)
         return state.clone()
+
+
+def steps_per_second(env: Any, n_steps: int = 200, repeats: int = 3, seed: int = 0) -> float:
+    """Environment steps per second of ``env`` under uniformly random actions: the median
+    over ``repeats`` timings of ``n_steps`` calls to ``step``, each stepping every copy.
+
+    ``env`` is a single gymnasium env, a gymnasium vector env or a torch env; the actions
+    are drawn before the clock starts, so only the env is timed (and, on a GPU, the clock
+    waits for the device).
+    """
+    import time
+
+    if isinstance(env, VectorEnv):
+        n_copies, space = env.num_envs, env.single_action_space
+    else:
+        n_copies, space = 1, env.action_space
+    if not isinstance(space, gym.spaces.Discrete):
+        raise ValueError(f"steps_per_second draws Discrete actions, got {space}")
+    rng = np.random.default_rng(seed)
+    batches = rng.integers(0, space.n, size=(16, n_copies))
+    if getattr(env, "torch_native", False):
+        actions: list[Any] = [torch.as_tensor(b, device=env.device) for b in batches]
+    elif isinstance(env, VectorEnv):
+        actions = list(batches)
+    else:
+        actions = [int(b[0]) for b in batches]
+    single = not isinstance(env, VectorEnv)
+    env.reset(seed=seed)
+    device = getattr(env, "device", None)
+    on_gpu = isinstance(device, torch.device) and device.type == "cuda"
+    sync = torch.cuda.synchronize if on_gpu else lambda: None
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        for i in range(n_steps):
+            if single:
+                _, _, terminated, truncated, _ = env.step(actions[i % 16])
+                if terminated or truncated:
+                    env.reset()
+            else:
+                env.step(actions[i % 16])
+        sync()
+        times.append(time.perf_counter() - t0)
+    return n_steps * n_copies / float(np.median(times))
