@@ -917,3 +917,160 @@ def check_reinforce_loss(fn: Callable[..., Any]) -> None:
             )
         n += 1
     _passed(name, n)
+
+
+# ------------------------------------------------------ chapter 8 exercises
+def _cartpole_reference(
+    state: Tensor,
+    actions: Tensor,
+    *,
+    force_sign: float = 1.0,
+    semi_implicit: bool = False,
+    old_state_termination: bool = False,
+    threshold: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """gymnasium's CartPole step on ``state [4, N]``; the keywords make the classic mistakes."""
+    from rlcourse.envs.batched import TorchCartPole as C
+
+    x, x_dot, theta, theta_dot = state
+    force = force_sign * (2 * actions - 1).to(state.dtype) * C.force_mag
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    temp = (force + C.polemass_length * theta_dot.square() * sin) / C.total_mass
+    thetaacc = (C.gravity * sin - cos * temp) / (
+        C.length * (4.0 / 3.0 - C.masspole * cos.square() / C.total_mass)
+    )
+    xacc = temp - C.polemass_length * thetaacc * cos / C.total_mass
+    if semi_implicit:
+        new_x_dot, new_theta_dot = x_dot + C.tau * xacc, theta_dot + C.tau * thetaacc
+        new = torch.stack(
+            (x + C.tau * new_x_dot, new_x_dot, theta + C.tau * new_theta_dot, new_theta_dot)
+        )
+    else:
+        new = torch.stack(
+            (
+                x + C.tau * x_dot,
+                x_dot + C.tau * xacc,
+                theta + C.tau * theta_dot,
+                theta_dot + C.tau * thetaacc,
+            )
+        )
+    judged = state if old_state_termination else new
+    limit = C.theta_threshold_radians if threshold is None else threshold
+    terminated = (judged[0].abs() > C.x_threshold) | (judged[2].abs() > limit)
+    return new, terminated
+
+
+def check_cartpole_step(fn: Callable[..., Any]) -> None:
+    """``fn(state [4, N], actions [N]) -> (next_state [4, N], terminated [N])``: one Euler step
+    of gymnasium's CartPole-v1 for N copies at once, in float64."""
+    name, n = "cartpole_step", 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        N = 64
+        scale = torch.tensor([2.5, 2.0, 0.25, 2.5], dtype=torch.float64).view(4, 1)
+        state = (torch.rand(4, N, generator=g, dtype=torch.float64) * 2 - 1) * scale
+        actions = torch.randint(0, 2, (N,), generator=g)
+        try:
+            out = fn(state.clone(), actions.clone())
+        except NotImplementedError as err:
+            raise _not_implemented(name, err, fn) from None
+        except Exception as err:
+            raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise CheckError(f"{name} must return a pair (next_state, terminated)")
+        got, got_term = out
+        expected, expected_term = _cartpole_reference(state, actions)
+        case = f"batch {seed} of {N} random states"
+        _compare(
+            name,
+            case,
+            got,
+            expected,
+            {
+                "pushed the wrong way: action 1 pushes the cart right (+force_mag), action 0 "
+                "left": _cartpole_reference(state, actions, force_sign=-1.0)[0],
+                "used semi-implicit Euler (positions from the *new* velocities); gymnasium's "
+                "CartPole-v1 updates every variable from the old state": _cartpole_reference(
+                    state, actions, semi_implicit=True
+                )[0],
+            },
+            what="(variable, copy)",
+        )
+        if not isinstance(got_term, Tensor) or got_term.dtype != torch.bool:
+            raise CheckError(f"{name}: terminated must be a bool tensor of shape [{N}]")
+        mistakes = {
+            "judged termination on the state before the step; it is the new state that "
+            "leaves the track or tips over": _cartpole_reference(
+                state, actions, old_state_termination=True
+            )[1],
+            "compared the angle with 12 (degrees) instead of 12 * 2 * pi / 360 radians": (
+                _cartpole_reference(state, actions, threshold=12.0)[1]
+            ),
+        }
+        _compare(name, case + " (terminated)", got_term, expected_term, mistakes, what="copy")
+        n += 1
+    _passed(name, n)
+
+
+def check_clip_per_agent(fn: Callable[..., Any]) -> None:
+    """``fn(grads, max_norm) -> clipped``: ``grads`` a list of gradients ``[K, ...]`` of K
+    stacked agents; each agent's gradient (all its tensors together) scaled down to norm
+    ``max_norm`` if above it, as ``clip_grad_norm_`` would do for that agent alone."""
+    name, n = "clip_per_agent", 0
+
+    def clip(grads: list[Tensor], max_norm: float, mode: str = "per agent") -> list[Tensor]:
+        K = grads[0].shape[0]
+        if mode == "global":
+            norm = torch.sqrt(sum(g.square().sum() for g in grads)).expand(K)
+        elif mode == "per tensor":
+            return [
+                g
+                * (max_norm / (g.flatten(1).norm(dim=1) + 1e-6))
+                .clamp(max=1.0)
+                .view(-1, *[1] * (g.dim() - 1))
+                for g in grads
+            ]
+        else:
+            norm = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads))
+        scale = max_norm / (norm + 1e-6)
+        if mode != "scale up":
+            scale = scale.clamp(max=1.0)
+        return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        K = 4
+        sizes = [(K, 8, 3), (K, 8), (K, 1, 8), (K, 1)]
+        # agents' gradients of very different sizes: some above max_norm, some below
+        spread = torch.tensor([0.05, 3.0, 0.4, 12.0], dtype=torch.float64)
+        grads = [
+            torch.randn(*s, generator=g, dtype=torch.float64) * spread.view(-1, *[1] * (len(s) - 1))
+            for s in sizes
+        ]
+        max_norm = 1.0
+        try:
+            got = fn([x.clone() for x in grads], max_norm)
+        except NotImplementedError as err:
+            raise _not_implemented(name, err, fn) from None
+        except Exception as err:
+            raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+        if not isinstance(got, list | tuple) or len(got) != len(grads):
+            raise CheckError(f"{name} must return a list of {len(grads)} tensors, one per input")
+        expected = clip(grads, max_norm)
+        for i, (x, e) in enumerate(zip(got, expected, strict=True)):
+            if not isinstance(x, Tensor):
+                raise CheckError(f"{name}: item {i} of the result is not a tensor")
+            mistakes = {
+                "clipped by the norm over all agents together: one agent's large gradient then "
+                "shrinks every other agent's step; each agent needs its own norm": clip(
+                    grads, max_norm, "global"
+                )[i],
+                "clipped each parameter tensor separately; an agent's norm is over all its "
+                "tensors together": clip(grads, max_norm, "per tensor")[i],
+                "scaled small gradients up to max_norm; clipping only ever scales down": clip(
+                    grads, max_norm, "scale up"
+                )[i],
+            }
+            _compare(name, f"case {seed}, tensor {i}", x, e, mistakes, what="(agent, entry)")
+        n += 1
+    _passed(name, n)

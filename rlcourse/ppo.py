@@ -355,6 +355,11 @@ def train_seeds(
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+    if cfg.target_kl is not None:
+        raise ValueError(
+            "train_seeds does not stop epochs early per agent: leave PPOConfig.target_kl "
+            "at None, or train each seed with train()"
+        )
     with torch_threads(cfg.num_threads):
         return _train_seeds(env, cfg, seeds, eval_env, progress)
 

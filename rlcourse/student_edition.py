@@ -14,7 +14,7 @@ naming the function.
 
 ``OUT_DIR`` receives ``notebooks/`` (the student notebooks and any other files the
 notebooks folder holds) and what a student needs to install and run them: the
-``rlcourse`` package, ``requirements.txt``, ``pyproject.toml``, ``binder/``, the README
+``rlcourse`` package, ``requirements.txt``, ``pyproject.toml``, ``binder/``, a students' README
 and the licence. ``OUT_DIR`` must not be the course itself or lie inside one of the
 folders it copies, and must be empty unless ``--force`` is given (which overwrites
 files of the same name and deletes nothing).
@@ -38,7 +38,33 @@ from rlcourse.execute import strip_volatile_metadata
 BEGIN, END, HINT = "# BEGIN SOLUTION", "# END SOLUTION", "# HINT:"
 
 #: What the edition copies besides the notebooks, relative to the course's root.
-COURSE_FILES = ("rlcourse", "requirements.txt", "pyproject.toml", "binder", "README.md", "LICENSE")
+COURSE_FILES = ("rlcourse", "requirements.txt", "pyproject.toml", "binder", "LICENSE")
+
+#: the edition's README: how a student installs and works through it (the course's own
+#: README addresses instructors too, and its test command needs the solutions)
+STUDENT_README = """\
+# Reinforcement learning, from MDPs to PPO: student edition
+
+Notebooks that walk from MDPs and dynamic programming through Monte Carlo and TD,
+Q-learning and SARSA, DQN, policy gradient and PPO, to training on the GPU. Every chapter
+has exercises: a function to write, where the notebook says `raise NotImplementedError`,
+followed by a checker that tests it and, when it is wrong, says where and which classic
+mistake it looks like.
+
+## Set up and start
+
+On a machine with Python 3.11:
+
+```bash
+python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && \\
+    jupyter lab notebooks/00_welcome.ipynb
+```
+
+Work through the chapters in order. Each notebook runs from the top until its first
+exercise, where it stops with a hint; write the function, run the cell again, and read
+the checker's message. `rlcourse/` holds the course's own implementations: read them
+after you have written yours.
+"""
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
 
 #: Hints for the course's exercises, by function name (a ``# HINT:`` line overrides them).
@@ -106,6 +132,16 @@ HINTS = {
     "ppo_policy_loss": (
         "the ratio is exp(new_log_probs - old_log_probs), against the behaviour policy; "
         "return minus the mean of min(ratio * A, clip(ratio, 1 - clip_coef, 1 + clip_coef) * A)."
+    ),
+    "cartpole_step": (
+        "unpack x, x_dot, theta, theta_dot = state (rows of [N]), compute the force from the "
+        "actions, then temp, theta_acc and x_acc as in the equations, Euler-step all four from "
+        "the old state with torch.stack, and judge termination on the new state."
+    ),
+    "clip_per_agent": (
+        "each agent's squared norm is the sum over all tensors of g.flatten(1).square().sum(1) "
+        "(shape [K]); scale = min(1, max_norm / (norm + 1e-6)) per agent, broadcast over each "
+        "tensor's other dimensions."
     ),
 }
 
@@ -280,6 +316,7 @@ def build(root: Path, out_dir: Path, force: bool = False) -> dict[Path, list[str
     for name in COURSE_FILES:
         if (root / name).exists():
             _copy(root / name, out_dir / name)
+    (out_dir / "README.md").write_text(STUDENT_README)
     return written
 
 

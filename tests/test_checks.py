@@ -382,7 +382,100 @@ def _bad(checker: str, fn: Callable, words: str, mistake_id: str, pitfall: int |
     return pytest.param(checker, fn, words, pitfall, id=mistake_id)
 
 
+# chapter 8: CartPole for N copies, and gradient clipping for stacked agents
+def cartpole_step_variant(mistake: str) -> Callable:
+    def step(state, actions):
+        gravity, m_cart, m_pole, length, tau = 9.8, 1.0, 0.1, 0.5, 0.02
+        total = m_cart + m_pole
+        x, x_dot, theta, theta_dot = state
+        sign = -1.0 if mistake == "sign" else 1.0
+        force = sign * (2 * actions - 1).to(state.dtype) * 10.0
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        temp = (force + m_pole * length * theta_dot**2 * sin) / total
+        theta_acc = (gravity * sin - cos * temp) / (length * (4 / 3 - m_pole * cos**2 / total))
+        x_acc = temp - m_pole * length * theta_acc * cos / total
+        if mistake == "semi-implicit":
+            x_dot, theta_dot = x_dot + tau * x_acc, theta_dot + tau * theta_acc
+            new = torch.stack((x + tau * x_dot, x_dot, theta + tau * theta_dot, theta_dot))
+        else:
+            new = torch.stack(
+                (
+                    x + tau * x_dot,
+                    x_dot + tau * x_acc,
+                    theta + tau * theta_dot,
+                    theta_dot + tau * theta_acc,
+                )
+            )
+        judged = state if mistake == "old-state" else new
+        limit = 12.0 if mistake == "degrees" else 12 * 2 * np.pi / 360
+        return new, (judged[0].abs() > 2.4) | (judged[2].abs() > limit)
+
+    return step
+
+
+def clip_variant(mistake: str) -> Callable:
+    def clip(grads, max_norm):
+        if mistake == "per-tensor":
+            return [
+                g
+                * (max_norm / (g.flatten(1).norm(dim=1) + 1e-6))
+                .clamp(max=1.0)
+                .view(-1, *[1] * (g.dim() - 1))
+                for g in grads
+            ]
+        if mistake == "global":
+            norm = torch.sqrt(sum(g.square().sum() for g in grads))
+            return [g * min(1.0, float(max_norm / (norm + 1e-6))) for g in grads]
+        norms = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads))
+        scale = max_norm / (norms + 1e-6)  # "scale-up": no min with 1
+        return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+
+    return clip
+
+
 BUGGY = [
+    _bad(
+        "check_cartpole_step",
+        cartpole_step_variant("sign"),
+        "pushed the wrong way",
+        "cartpole-force-sign-flipped",
+    ),
+    _bad(
+        "check_cartpole_step",
+        cartpole_step_variant("semi-implicit"),
+        "semi-implicit Euler",
+        "cartpole-semi-implicit-euler",
+    ),
+    _bad(
+        "check_cartpole_step",
+        cartpole_step_variant("old-state"),
+        "termination on the state before the step",
+        "cartpole-terminates-on-old-state",
+    ),
+    _bad(
+        "check_cartpole_step",
+        cartpole_step_variant("degrees"),
+        "12 (degrees)",
+        "cartpole-threshold-in-degrees",
+    ),
+    _bad(
+        "check_clip_per_agent",
+        clip_variant("global"),
+        "norm over all agents together",
+        "clip-with-one-norm-for-all-agents",
+    ),
+    _bad(
+        "check_clip_per_agent",
+        clip_variant("per-tensor"),
+        "each parameter tensor separately",
+        "clip-each-tensor-separately",
+    ),
+    _bad(
+        "check_clip_per_agent",
+        clip_variant("scale-up"),
+        "clipping only ever scales down",
+        "clip-scales-small-gradients-up",
+    ),
     # chapter 1
     _bad(
         "check_bellman_expectation_backup",

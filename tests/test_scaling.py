@@ -7,6 +7,7 @@ throughput (``steps_per_second``) and the copy that finished each episode
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 
@@ -489,6 +490,12 @@ def test_train_seeds_rejects_a_next_step_env() -> None:
     assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     with pytest.raises(ValueError, match="SAME_STEP"):
         ppo.train_seeds(env, SMALL_CFG, seeds=[0, 1], progress=False)
+
+
+def test_train_seeds_rejects_target_kl_it_cannot_honour() -> None:
+    config = dataclasses.replace(SMALL_CFG, target_kl=0.01)
+    with pytest.raises(ValueError, match="target_kl"):
+        ppo.train_seeds(TorchCartPole(16), config, seeds=[0, 1], progress=False)
 
 
 @pytest.mark.parametrize("seeds", [[1, 1], [0, 2, 0], []], ids=["pair", "triple", "empty"])
