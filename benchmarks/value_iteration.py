@@ -216,7 +216,7 @@ def bench_large(S: int, repeats: int) -> None:
     for impl, n, t, err in rows:
         print(
             f"{impl:<28} {n:>6} {t / n * 1e3:>8.1f} ms {t / n / (rows[0][2] / rows[0][1]):>9.1f}x"
-            f"   max|ΔV| vs rlcourse cpu {err:.1e}"
+            f"   max|ΔV| vs rlcourse {err:.1e}"
         )
 
 

@@ -23,3 +23,35 @@ def test_value_iteration_benchmark_quick_run_agrees() -> None:
     assert len(errors) >= 6, out
     assert max(errors) < 1e-9, out
     assert "pymdptoolbox" in out and "python loop" in out, out
+    assert "scipy CSR" in out and "per sweep" in out, out  # the large sparse MDP's table
+
+
+def test_env_throughput_benchmark_runs() -> None:
+    """The throughput table has a positive rate for every implementation it times."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "env_throughput.py"),
+            "--max-envs",
+            "256",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    rows = {
+        line[:32].strip(): [float(x) for x in line[32:].split()]
+        for line in out.splitlines()
+        if line.startswith(("gymnasium", "rlcourse"))
+    }
+    assert set(rows) >= {
+        "gymnasium single env",
+        "gymnasium CartPoleVectorEnv",
+        "rlcourse torch, cpu, float64",
+        "rlcourse torch, cpu, float32",
+    }, out
+    assert all(rates and min(rates) > 0 for rates in rows.values()), out
+    assert len(rows["rlcourse torch, cpu, float64"]) == 3, out  # N = 1, 16, 256
