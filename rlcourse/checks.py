@@ -844,6 +844,79 @@ def check_ppo_policy_loss(fn: Callable[..., Any]) -> None:
 
 
 # ------------------------------------------------------- chapter 6 exercises
+def _n_step_returns(
+    rewards: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    next_values: Tensor,
+    gamma: float,
+    *,
+    end: bool = True,
+    mask_terminal: bool = True,
+    stop_at_ends: bool = True,
+    stop_at_truncation: bool = True,
+    bootstrap_truncation: bool = True,
+) -> Tensor:
+    """A2C's returns ``[T, N]``; the keywords make the classic mistakes."""
+    T = rewards.shape[0]
+    returns = torch.zeros_like(rewards)
+    zero = torch.zeros_like(rewards[0])
+    for t in reversed(range(T)):
+        last = t == T - 1
+        follow = (next_values[t] if end else zero) if last else returns[t + 1]
+        if (stop_at_ends and stop_at_truncation) or last:
+            truncation = next_values[t] if bootstrap_truncation else zero
+            follow = torch.where(truncated[t], truncation, follow)
+        if stop_at_ends or last:
+            follow = torch.where(terminated[t], zero if mask_terminal else next_values[t], follow)
+        returns[t] = rewards[t] + gamma * follow
+    return returns
+
+
+def check_n_step_returns(fn: Callable[..., Any]) -> None:
+    """``fn(rewards, terminated, truncated, next_values, gamma) -> returns``, all ``[T, N]``:
+    A2C's bootstrapped returns, ``G_t = r_t + gamma * (0 if terminated at t, V(s'_t) if
+    truncated at t or t = T - 1, else G_{t+1})``."""
+    name, n = "n_step_returns", 0
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        T, N = 7, 5
+        rewards = torch.randn(T, N, generator=g)
+        u = torch.rand(T, N, generator=g)
+        terminated, truncated = u < 0.15, (u >= 0.15) & (u < 0.3)
+        terminated[-1, 0], truncated[-1, 1] = True, True  # ends at the rollout's last step too
+        terminated[-1, 2] = truncated[-1, 2] = False
+        next_values = torch.randn(T, N, generator=g) * 3
+        gamma = (0.9, 0.99, 0.5, 0.8)[seed]
+        args = (rewards, terminated, truncated, next_values)
+        got = _call(name, fn, *[x.clone() for x in args], gamma)
+        expected = _n_step_returns(*args, gamma)
+        mistakes = {
+            "did not bootstrap at the end of the rollout: the last step's return needs the "
+            "critic's V(s') from next_values, the episode goes on": _n_step_returns(
+                *args, gamma, end=False
+            ),
+            "bootstrapped after termination (no terminal masking)": _n_step_returns(
+                *args, gamma, mask_terminal=False
+            ),
+            "carried the return across an episode end: after terminated or truncated, "
+            "G_{t+1} belongs to the next episode": _n_step_returns(
+                *args, gamma, stop_at_ends=False
+            ),
+            "carried the return across a truncation: a time limit ends the episode too, so "
+            "G_t there is r_t + gamma V(final observation), not r_t + gamma G_{t+1}, which "
+            "belongs to the next episode": _n_step_returns(*args, gamma, stop_at_truncation=False),
+            "did not bootstrap at a truncation: a time limit is not the end of the task, "
+            "so G_t there is r_t + gamma V(final observation)": _n_step_returns(
+                *args, gamma, bootstrap_truncation=False
+            ),
+            "forgot the discount (gamma = 1)": _n_step_returns(*args, 1.0),
+        }
+        _compare(name, f"rollout {seed}", got, expected, mistakes, what="(t, env)")
+        n += 1
+    _passed(name, n)
+
+
 def check_reinforce_loss(fn: Callable[..., Any]) -> None:
     """``fn(logits [T, A], actions [T], rewards [T], gamma) -> loss``: the REINFORCE loss of
     one complete episode, ``-mean_t log pi(a_t|s_t) G_t`` with the reward-to-go ``G_t``.

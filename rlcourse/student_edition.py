@@ -143,6 +143,11 @@ HINTS = {
         "(shape [K]); scale = min(1, max_norm / (norm + 1e-6)) per agent, broadcast over each "
         "tensor's other dimensions."
     ),
+    "n_step_returns": (
+        "loop t from T - 1 down to 0: what follows r_t is next_values[t] at the last step or "
+        "at a truncation, 0 at a termination (torch.where on the flags), and returns[t + 1] "
+        "otherwise; G_t is the reward plus gamma times what follows."
+    ),
 }
 
 

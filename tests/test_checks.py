@@ -433,7 +433,64 @@ def clip_variant(mistake: str) -> Callable:
     return clip
 
 
+# chapter 6: A2C's bootstrapped returns
+def n_step_variant(mistake: str) -> Callable:
+    def returns_fn(rewards, terminated, truncated, next_values, gamma):
+        T = rewards.shape[0]
+        returns = torch.zeros_like(rewards)
+        zero = torch.zeros_like(rewards[0])
+        for t in reversed(range(T)):
+            if t == T - 1:
+                follow = zero if mistake == "no-end-bootstrap" else next_values[t]
+            else:
+                follow = returns[t + 1]
+            if mistake not in ("carry", "carry-truncation") or t == T - 1:
+                bootstrap = zero if mistake == "no-truncation" else next_values[t]
+                follow = torch.where(truncated[t], bootstrap, follow)
+            if mistake != "carry" or t == T - 1:
+                after_end = next_values[t] if mistake == "no-masking" else zero
+                follow = torch.where(terminated[t], after_end, follow)
+            returns[t] = rewards[t] + gamma * follow
+        return returns
+
+    return returns_fn
+
+
 BUGGY = [
+    _bad(
+        "check_n_step_returns",
+        n_step_variant("no-end-bootstrap"),
+        "did not bootstrap at the end of the rollout",
+        "a2c-returns-without-bootstrap-at-rollout-end",
+    ),
+    _bad(
+        "check_n_step_returns",
+        n_step_variant("no-masking"),
+        "no terminal masking",
+        "a2c-returns-bootstrap-after-termination",
+        9,
+    ),
+    _bad(
+        "check_n_step_returns",
+        n_step_variant("carry"),
+        "carried the return across an episode end",
+        "a2c-returns-across-episode-end",
+        15,
+    ),
+    _bad(
+        "check_n_step_returns",
+        n_step_variant("carry-truncation"),
+        "carried the return across a truncation",
+        "a2c-returns-across-truncation",
+        15,
+    ),
+    _bad(
+        "check_n_step_returns",
+        n_step_variant("no-truncation"),
+        "did not bootstrap at a truncation",
+        "a2c-returns-truncation-as-termination",
+        9,
+    ),
     _bad(
         "check_cartpole_step",
         cartpole_step_variant("sign"),
