@@ -85,59 +85,16 @@ TASKS = {
 
 
 # ---------------------------------------------------------------- workers
-def run_rlcourse_dqn(seed: int) -> dict[str, Any]:
-    from rlcourse import dqn
-
-    config = dqn.DQNConfig(
-        total_steps=BUDGET["dqn"],
-        eval_every=EVAL_EVERY,
-        eval_episodes=EVAL_EPISODES,
-        solve_threshold=THRESHOLD,
-        device="cpu",
-    )
-    _, history = dqn.train(ENV_ID, config, seed=seed, progress=False)
-    steps = history.evaluations[-1][0] if history.evaluations else 0
+def _schedule(task: str) -> dict[str, Any]:
+    """The config fields every rlcourse run shares: its budget and evaluation schedule."""
+    _, threshold, every = TASKS[task]
     return {
-        "solved": history.solved_step is not None,
-        "time": history.solved_time,
-        "steps": history.solved_step,
-        "train_time": history.train_time,
-        "steps_run": steps,
+        "total_steps": BUDGET[task],
+        "eval_every": every,
+        "eval_episodes": EVAL_EPISODES,
+        "solve_threshold": threshold,
+        "device": "cpu",
     }
-
-
-def run_rlcourse_ppo(task: str, seed: int) -> dict[str, Any]:
-    """PPO on gymnasium's env, or (``ppo-torch-env``) on the course's torch CartPole,
-    which steps like gymnasium's to the last bit; evaluation is on gymnasium's either way."""
-    from rlcourse import ppo
-    from rlcourse.envs import TorchCartPole
-
-    env_id, threshold, every = TASKS[task]
-    config = ppo.PPOConfig.for_env(
-        env_id,
-        total_steps=BUDGET[task],
-        eval_every=every,
-        eval_episodes=EVAL_EPISODES,
-        solve_threshold=threshold,
-        device="cpu",
-    )
-    env = TorchCartPole(config.num_envs) if task == "ppo-torch-env" else env_id
-    _, history = ppo.train(env, config, seed=seed, eval_env=env_id, progress=False)
-    return _result(history)
-
-
-def run_rlcourse_a2c(seed: int) -> dict[str, Any]:
-    from rlcourse import pg
-
-    config = pg.A2CConfig(
-        total_steps=BUDGET["a2c"],
-        eval_every=EVAL_EVERY,
-        eval_episodes=EVAL_EPISODES,
-        solve_threshold=THRESHOLD,
-        device="cpu",
-    )
-    _, history = pg.train_a2c(ENV_ID, config, seed=seed, progress=False)
-    return _result(history)
 
 
 def _result(history: Any) -> dict[str, Any]:
@@ -146,7 +103,35 @@ def _result(history: Any) -> dict[str, Any]:
         "time": history.solved_time,
         "steps": history.solved_step,
         "train_time": history.train_time,
+        "steps_run": history.evaluations[-1][0] if history.evaluations else 0,
     }
+
+
+def run_rlcourse_dqn(seed: int) -> dict[str, Any]:
+    from rlcourse import dqn
+
+    _, history = dqn.train(ENV_ID, dqn.DQNConfig(**_schedule("dqn")), seed=seed, progress=False)
+    return _result(history)
+
+
+def run_rlcourse_ppo(task: str, seed: int) -> dict[str, Any]:
+    """PPO on gymnasium's env, or (``ppo-torch-env``) on the course's torch CartPole,
+    which steps like gymnasium's to the last bit; evaluation is on gymnasium's either way."""
+    from rlcourse import ppo
+    from rlcourse.envs import TorchCartPole
+
+    env_id = TASKS[task][0]
+    config = ppo.PPOConfig.for_env(env_id, **_schedule(task))
+    env = TorchCartPole(config.num_envs) if task == "ppo-torch-env" else env_id
+    _, history = ppo.train(env, config, seed=seed, eval_env=env_id, progress=False)
+    return _result(history)
+
+
+def run_rlcourse_a2c(seed: int) -> dict[str, Any]:
+    from rlcourse import pg
+
+    _, history = pg.train_a2c(ENV_ID, pg.A2CConfig(**_schedule("a2c")), seed=seed, progress=False)
+    return _result(history)
 
 
 def _linear(value: Any) -> Any:

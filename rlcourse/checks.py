@@ -74,13 +74,22 @@ def _not_implemented(
     )
 
 
-def _call(name: str, fn: Callable[..., Any], *args: Any) -> Tensor:
+def _invoke(
+    name: str, fn: Callable[..., Any], *args: Any, student: Callable[..., Any] | None = None
+) -> Any:
+    """``fn(*args)``, with a stub's ``NotImplementedError`` kept (with its hint) and any other
+    exception reported as a CheckError naming the function (``student``, when ``fn`` is a
+    wrapper around the student's function)."""
     try:
-        out = fn(*args)
+        return fn(*args)
     except NotImplementedError as err:
-        raise _not_implemented(name, err, fn) from None
+        raise _not_implemented(name, err, student or fn) from None
     except Exception as err:  # a student's bug: report it with the case that caused it
         raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+
+
+def _call(name: str, fn: Callable[..., Any], *args: Any) -> Tensor:
+    out = _invoke(name, fn, *args)
     if not isinstance(out, Tensor):
         raise CheckError(f"{name} must return a torch tensor, got {type(out).__name__}")
     return out
@@ -260,12 +269,7 @@ def check_greedy_policy(fn: Callable[..., Tensor]) -> None:
 
 # ------------------------------------------------- chapters 3 and 4 exercises
 def _call_np(name: str, fn: Callable[..., Any], *args: Any) -> np.ndarray:
-    try:
-        out = fn(*args)
-    except NotImplementedError as err:
-        raise _not_implemented(name, err, fn) from None
-    except Exception as err:
-        raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+    out = _invoke(name, fn, *args)
     return np.asarray(out.detach().cpu() if isinstance(out, Tensor) else out, dtype=np.float64)
 
 
@@ -454,12 +458,11 @@ def _draw_actions(
 ) -> np.ndarray:
     """``draws`` actions of ``fn`` for ``q`` and ``eps``, all from one rng seeded ``seed``."""
     rng = np.random.default_rng(seed)
-    try:
+
+    def draw() -> np.ndarray:
         return np.array([int(fn(q.copy(), eps, rng)) for _ in range(draws)])
-    except NotImplementedError as err:
-        raise _not_implemented(name, err, fn) from None
-    except Exception as err:
-        raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+
+    return _invoke(name, draw, student=fn)
 
 
 def _epsilon_greedy_diagnosis(freq: np.ndarray, greedy: int, eps: float) -> str:
@@ -1007,12 +1010,7 @@ def _cartpole_reference(
 
     x, x_dot, theta, theta_dot = state
     force = force_sign * (2 * actions - 1).to(state.dtype) * C.force_mag
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    temp = (force + C.polemass_length * theta_dot.square() * sin) / C.total_mass
-    thetaacc = (C.gravity * sin - cos * temp) / (
-        C.length * (4.0 / 3.0 - C.masspole * cos.square() / C.total_mass)
-    )
-    xacc = temp - C.polemass_length * thetaacc * cos / C.total_mass
+    xacc, thetaacc = C.accelerations(theta, theta_dot, force)
     if semi_implicit:
         new_x_dot, new_theta_dot = x_dot + C.tau * xacc, theta_dot + C.tau * thetaacc
         new = torch.stack(
@@ -1043,12 +1041,7 @@ def check_cartpole_step(fn: Callable[..., Any]) -> None:
         scale = torch.tensor([2.5, 2.0, 0.25, 2.5], dtype=torch.float64).view(4, 1)
         state = (torch.rand(4, N, generator=g, dtype=torch.float64) * 2 - 1) * scale
         actions = torch.randint(0, 2, (N,), generator=g)
-        try:
-            out = fn(state.clone(), actions.clone())
-        except NotImplementedError as err:
-            raise _not_implemented(name, err, fn) from None
-        except Exception as err:
-            raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+        out = _invoke(name, fn, state.clone(), actions.clone())
         if not (isinstance(out, tuple) and len(out) == 2):
             raise CheckError(f"{name} must return a pair (next_state, terminated)")
         got, got_term = out
@@ -1121,12 +1114,7 @@ def check_clip_per_agent(fn: Callable[..., Any]) -> None:
             for s in sizes
         ]
         max_norm = 1.0
-        try:
-            got = fn([x.clone() for x in grads], max_norm)
-        except NotImplementedError as err:
-            raise _not_implemented(name, err, fn) from None
-        except Exception as err:
-            raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+        got = _invoke(name, fn, [x.clone() for x in grads], max_norm)
         if not isinstance(got, list | tuple) or len(got) != len(grads):
             raise CheckError(f"{name} must return a list of {len(grads)} tensors, one per input")
         expected = clip(grads, max_norm)

@@ -22,6 +22,7 @@ the ``SAME_STEP`` autoreset mode, in tensors instead of arrays:
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -219,13 +220,7 @@ class TorchCartPole(TorchVectorEnv):
     def _transition(self, state: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x, x_dot, theta, theta_dot = state  # [4, N]: one row per state variable
         force = (2 * actions - 1).to(self.dtype) * self.force_mag  # action 1 pushes right
-        costheta, sintheta = torch.cos(theta), torch.sin(theta)
-        # the equations of gymnasium's cartpole.py (Florian 2005), in the same order
-        temp = (force + self.polemass_length * theta_dot.square() * sintheta) / self.total_mass
-        thetaacc = (self.gravity * sintheta - costheta * temp) / (
-            self.length * (4.0 / 3.0 - self.masspole * costheta.square() / self.total_mass)
-        )
-        xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
+        xacc, thetaacc = self.accelerations(theta, theta_dot, force)
         # Euler integration
         state = torch.stack(
             (
@@ -239,6 +234,20 @@ class TorchCartPole(TorchVectorEnv):
         terminated = (x.abs() > self.x_threshold) | (theta.abs() > self.theta_threshold_radians)
         reward = torch.ones(self.num_envs, device=self.device)
         return state, reward, terminated
+
+    @classmethod
+    def accelerations(
+        cls, theta: Tensor, theta_dot: Tensor, force: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(x_acc, theta_acc)`` ``[N]``: the equations of gymnasium's cartpole.py (Florian
+        2005), in the same order, so that float64 gives gymnasium's numbers to the bit."""
+        costheta, sintheta = torch.cos(theta), torch.sin(theta)
+        temp = (force + cls.polemass_length * theta_dot.square() * sintheta) / cls.total_mass
+        thetaacc = (cls.gravity * sintheta - costheta * temp) / (
+            cls.length * (4.0 / 3.0 - cls.masspole * costheta.square() / cls.total_mass)
+        )
+        xacc = temp - cls.polemass_length * thetaacc * costheta / cls.total_mass
+        return xacc, thetaacc
 
     def _observe(self, state: Tensor) -> Tensor:
         obs = torch.empty(self.num_envs, 4, device=self.device)  # [N, 4] float32, never a view
@@ -323,8 +332,6 @@ def steps_per_second(env: Any, n_steps: int = 200, repeats: int = 3, seed: int =
     are drawn before the clock starts, so only the env is timed (and, on a GPU, the clock
     waits for the device).
     """
-    import time
-
     if isinstance(env, VectorEnv):
         n_copies, space = env.num_envs, env.single_action_space
     else:
