@@ -698,6 +698,15 @@ def test_steps_per_second_rejects_continuous_actions(make) -> None:
         steps_per_second(make(), n_steps=5, repeats=1)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"n_steps": 0}, "n_steps"), ({"repeats": 0}, "repeats"), ({"n_steps": 2.5}, "n_steps")],
+)
+def test_steps_per_second_rejects_bad_counts(kwargs: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=f"{words} must be a positive integer"):
+        steps_per_second(TorchCartPole(2), **kwargs)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_steps_per_second_and_agent_stack() -> None:
     assert steps_per_second(TorchCartPole(64, device="cuda"), n_steps=20, repeats=2) > 0

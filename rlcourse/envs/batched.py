@@ -332,6 +332,9 @@ def steps_per_second(env: Any, n_steps: int = 200, repeats: int = 3, seed: int =
     are drawn before the clock starts, so only the env is timed (and, on a GPU, the clock
     waits for the device).
     """
+    for name, value in (("n_steps", n_steps), ("repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(env, VectorEnv):
         n_copies, space = env.num_envs, env.single_action_space
     else:
