@@ -77,14 +77,15 @@ def main() -> None:
                 continue
             steps = max(20, min(3000, 2_000_000 // n))  # about 2M env steps per timing
             row[n] = steps_per_second(make(n), steps, repeats=args.repeats) / 1e6
-        cells = "".join(f"{row[n]:>10.2f}" if n in row else f"{'':>10}" for n in sizes)
+        # three significant figures: a slow rate (one copy on a busy machine) never prints as 0
+        cells = "".join(f"{row[n]:>10.3g}" if n in row else f"{'':>10}" for n in sizes)
         print(f"{name:<32}{cells}", flush=True)
     best_gym = max(results["gymnasium CartPoleVectorEnv"].values())
     best_torch = max(results["rlcourse torch, cpu, float32"].values())
     print(
         f"\nbest CPU rates: gymnasium CartPoleVectorEnv {best_gym:.1f} M/s, rlcourse torch "
         f"float32 {best_torch:.1f} M/s ({best_torch / best_gym:.1f}x); single env "
-        f"{results['gymnasium single env'][1]:.2f} M/s"
+        f"{results['gymnasium single env'][1]:.3g} M/s"
     )
 
 

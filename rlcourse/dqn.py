@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from rlcourse.agent import Agent, EvaluationSchedule, TrainingConfig, TrainingHistory
 from rlcourse.buffers import ReplayBuffer
 from rlcourse.envs.vector import Transitions, make_vector_env
-from rlcourse.nets import QNetwork, polyak_update
+from rlcourse.nets import FlatParameters, QNetwork, polyak_update
 from rlcourse.utils import resolve_device, seed_everything, torch_threads
 
 
@@ -179,7 +179,8 @@ def _train(
     target_net = QNetwork(obs_dim, n_actions, cfg.hidden, cfg.dueling).to(device)
     target_net.load_state_dict(q_net.state_dict())
     target_net.requires_grad_(False)
-    optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr, fused=True)  # one kernel for all
+    params = FlatParameters(q_net.parameters())  # one tensor: one Adam kernel, one norm
+    optimizer = torch.optim.Adam([params.data], lr=cfg.lr, fused=True)
     buffer = ReplayBuffer(cfg.buffer_size, (obs_dim,), device, seed=seed)
     agent = DQNAgent(q_net, device)
     history = DQNHistory()
@@ -210,9 +211,9 @@ def _train(
                     buffer.sample(cfg.batch_size) if cfg.replay else buffer.latest(cfg.batch_size)
                 )
                 loss = _td_loss(q_net, target_net if cfg.target_network else q_net, batch, cfg)
-                optimizer.zero_grad(set_to_none=True)
+                params.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(q_net.parameters(), cfg.max_grad_norm)
+                params.clip_grad_norm_(cfg.max_grad_norm)
                 optimizer.step()
                 n_updates += 1
                 loss_sum += float(loss.detach()) if n_updates % 50 == 0 else 0.0

@@ -86,6 +86,55 @@ class QNetwork(nn.Module):
         }
 
 
+class FlatParameters:
+    """Parameters re-homed into one contiguous tensor ``data`` ``[P]``, with their gradients
+    in another, ``grad`` ``[P]``; each parameter becomes a view into them.
+
+    An optimiser over ``[data]`` and gradient clipping then cost a few tensor operations,
+    not a few per layer: for the small networks of the course on a CPU, where every
+    operation costs microseconds of overhead, that is about a sixth of a PPO step.
+    Backpropagation accumulates into ``grad`` in place, so clear it with
+    :meth:`zero_grad`, never with ``optimizer.zero_grad()`` (which would unlink the views).
+    Every parameter should take part in the loss: one that does not gets a zero gradient
+    (an optimiser would still move it by its momentum), not ``None``.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter] | Any) -> None:
+        params = list(params)
+        if not params:
+            raise ValueError("FlatParameters needs at least one parameter")
+        kinds = {(p.device, p.dtype) for p in params}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"parameters must share one device and dtype, got {sorted(map(str, kinds))}"
+            )
+        self.params = params
+        with torch.no_grad():
+            self.data = torch.cat([p.detach().reshape(-1) for p in params])
+        self.grad = torch.zeros_like(self.data)
+        self.data.grad = self.grad
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.data = self.data[offset : offset + n].view_as(p)
+            p.grad = self.grad[offset : offset + n].view_as(p)
+            offset += n
+
+    def zero_grad(self) -> None:
+        """Clear every parameter's gradient (in place: the views stay linked)."""
+        self.grad.zero_()
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float | None) -> Tensor:
+        """Scale the gradient down to norm ``max_norm`` where it is longer, as
+        ``torch.nn.utils.clip_grad_norm_`` does (None: leave it). Returns the norm before
+        clipping (a 0-d tensor, not synchronised)."""
+        norm = torch.linalg.vector_norm(self.grad)
+        if max_norm is not None:
+            self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        return norm
+
+
 @torch.no_grad()
 def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     """``theta_target <- tau * theta_online + (1 - tau) * theta_target`` (tau = 1: a copy)."""
@@ -155,17 +204,22 @@ class ActorCritic(nn.Module):
         """The Gaussian's log standard deviation ``[action_dim]``; None when discrete."""
         return self.log_std if self.continuous else None
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Act with the stochastic policy: ``(a ~ pi(.|s), log pi(a|s), V(s))``.
+    def sample_actions(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Act with the stochastic policy: ``(a ~ pi(.|s), log pi(a|s))``.
 
         ``obs`` ``[B, obs_dim]``; actions ``[B]`` (discrete) or ``[B, action_dim]``
-        (continuous, unclipped), log-probabilities and values ``[B]``. The same numbers as
-        ``distribution(obs).sample()`` and ``log_prob``, without building a distribution
-        object: the rollouts of PPO and A2C call this at every step.
+        (continuous, unclipped), log-probabilities ``[B]``. The same distribution as
+        ``distribution(obs).sample()`` and the same ``log_prob``, without building a
+        distribution object: the rollouts of PPO and A2C call this at every step (and ``V``
+        once per rollout, for all its steps at once).
         """
-        out, value = self(obs)
+        out = self.actor(obs)
         action = policy_sample(out, self.policy_log_std)
-        return action, policy_log_prob(out, action, self.policy_log_std), value
+        return action, policy_log_prob(out, action, self.policy_log_std)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(a ~ pi(.|s), log pi(a|s), V(s))``: :meth:`sample_actions` and :meth:`value`."""
+        return *self.sample_actions(obs), self.value(obs)
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(log pi(a|s), H[pi(.|s)], V(s))``, each ``[B]``, for the actions taken in a
@@ -197,8 +251,11 @@ def policy_sample(out: Tensor, log_std: Tensor | None = None) -> Tensor:
     log standard deviation ``log_std`` (broadcast against ``out``)."""
     if log_std is not None:
         return out + log_std.exp() * torch.randn_like(out)
-    probs = out.softmax(-1).reshape(-1, out.shape[-1])
-    return torch.multinomial(probs, 1).view(out.shape[:-1])
+    # the Gumbel-max trick: argmax(logits + g), g i.i.d. Gumbel(0, 1), is distributed as
+    # softmax(logits); -log E with E ~ Exp(1) is such a g. Three tensor operations, less than
+    # half the time of torch.multinomial at the batch sizes of a rollout
+    gumbel = torch.empty_like(out).exponential_().log_().neg_()
+    return (out + gumbel).argmax(-1)
 
 
 def policy_log_prob(out: Tensor, actions: Tensor, log_std: Tensor | None = None) -> Tensor:

@@ -42,7 +42,7 @@ from rlcourse.agent import (
 )
 from rlcourse.buffers import RolloutBuffer, collect_rollout, discounted_reward_to_go
 from rlcourse.envs.vector import Transitions
-from rlcourse.nets import ActorCritic
+from rlcourse.nets import ActorCritic, FlatParameters
 from rlcourse.utils import torch_threads
 
 #: REINFORCE cuts an episode that has not ended after this many steps (as a time limit)
@@ -414,12 +414,13 @@ def _train_a2c(
     env: Any, cfg: A2CConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
 ) -> tuple[A2CAgent, PGHistory]:
     device, envs, net, low, high, eval_env = actor_critic_setup(env, cfg, seed, eval_env, "A2C")
+    params = FlatParameters(net.parameters())  # one tensor: one optimiser kernel, one norm
     if cfg.optimizer == "rmsprop":
         optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
-            net.parameters(), lr=cfg.lr, alpha=0.99, eps=1e-5
+            [params.data], lr=cfg.lr, alpha=0.99, eps=1e-5
         )
     else:
-        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5)
+        optimizer = torch.optim.Adam([params.data], lr=cfg.lr, eps=1e-5)
     agent = A2CAgent(net, device, low, high)
     policy_params = _policy_parameters(net)
     continuous = net.continuous
@@ -454,11 +455,10 @@ def _train_a2c(
         value_loss = 0.5 * masked_mean((values - buffer.returns) ** 2, valid)
         entropy = masked_mean(entropy, valid)
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
-        optimizer.zero_grad(set_to_none=True)
+        params.zero_grad()
         loss.backward()
         grad_norm = _grad_norm(policy_params)  # of the policy's part, before clipping
-        if cfg.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+        params.clip_grad_norm_(cfg.max_grad_norm)
         optimizer.step()
 
         step = steps.env_steps

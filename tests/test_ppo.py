@@ -10,7 +10,7 @@ import torch
 import rlcourse
 from rlcourse import ppo
 from rlcourse.buffers import RolloutBuffer
-from rlcourse.nets import ActorCritic
+from rlcourse.nets import ActorCritic, FlatParameters
 
 
 def test_clipped_surrogate_hand_values() -> None:
@@ -84,13 +84,24 @@ def test_ratio_is_taken_against_the_behaviour_policy() -> None:
     net = ActorCritic(3, n_actions=2)
     buf = _filled_buffer(net)
     cfg = ppo.PPOConfig(epochs=4, minibatch_size=16)
+    params = FlatParameters(net.parameters())
     frozen = ppo._optimise(
-        net, torch.optim.SGD(net.parameters(), lr=0.0), buf, cfg, torch.Generator().manual_seed(0)
+        net,
+        params,
+        torch.optim.SGD([params.data], lr=0.0),
+        buf,
+        cfg,
+        torch.Generator().manual_seed(0),
     )
     assert frozen["approx_kl"] == pytest.approx(0.0, abs=1e-7)
     assert frozen["clip_fraction"] == 0.0
     moving = ppo._optimise(
-        net, torch.optim.Adam(net.parameters(), lr=0.05), buf, cfg, torch.Generator().manual_seed(0)
+        net,
+        params,
+        torch.optim.Adam([params.data], lr=0.05),
+        buf,
+        cfg,
+        torch.Generator().manual_seed(0),
     )
     assert moving["approx_kl"] > 1e-4
 
@@ -101,9 +112,11 @@ def test_advantages_are_fixed_during_the_epochs() -> None:
     net = ActorCritic(3, n_actions=2)
     buf = _filled_buffer(net)
     before = buf.advantages.clone(), buf.returns.clone(), buf.log_probs.clone()
+    params = FlatParameters(net.parameters())
     ppo._optimise(
         net,
-        torch.optim.Adam(net.parameters(), lr=0.01),
+        params,
+        torch.optim.Adam([params.data], lr=0.01),
         buf,
         ppo.PPOConfig(epochs=3),
         torch.Generator().manual_seed(0),
@@ -143,10 +156,12 @@ def test_training_is_seeded() -> None:
 
 
 def test_ppo_solves_cartpole() -> None:
-    """The defaults, seed 0: a greedy mean >= 475 over 20 seeded episodes within 100,000 steps."""
-    cfg = ppo.PPOConfig(eval_every=2560, solve_threshold=475)
+    """The defaults, seed 0: a perfect greedy score (500) on 20 seeded episodes within 100,000
+    steps, and a solved policy (mean >= 475) on 20 episodes it never saw. (A policy that first
+    clears 475 on the evaluation episodes often falls short on new ones: chapter 7.)"""
+    cfg = ppo.PPOConfig(eval_every=2560, solve_threshold=500)
     agent, history = ppo.train("CartPole-v1", cfg, seed=0, progress=False)
     assert history.solved_step is not None, history.evaluations
-    assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=20, seed=4242).mean() >= 400
+    assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=20, seed=4242).mean() >= 475
     kl = np.array([v for _, v in history.approx_kl])
     assert (kl >= 0).all() and kl.mean() < 0.1  # small policy steps, as PPO intends

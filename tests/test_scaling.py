@@ -23,7 +23,7 @@ from rlcourse.envs import TorchCartPole
 from rlcourse.envs.batched import steps_per_second
 from rlcourse.envs.vector import Transitions
 from rlcourse.mdp import TabularMDP
-from rlcourse.nets import ActorCritic, policy_entropy, policy_log_prob
+from rlcourse.nets import ActorCritic, FlatParameters, policy_entropy, policy_log_prob
 from rlcourse.utils import seed_everything
 
 K, N, M = 3, 2, 4  # agents, env copies per agent, vector steps
@@ -301,8 +301,9 @@ def test_optimise_stack_equals_each_agent_optimised_alone(continuous: bool) -> N
 
     assert stats.shape == (K, len(ppo.STAT_NAMES))
     for k, (net, part) in enumerate(zip(alone, parts, strict=True)):
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5)
-        stats_k = ppo._optimise(net, opt, part, cfg, torch.Generator().manual_seed(0))
+        params = FlatParameters(net.parameters())
+        opt = torch.optim.Adam([params.data], lr=cfg.lr, eps=1e-5)
+        stats_k = ppo._optimise(net, params, opt, part, cfg, torch.Generator().manual_seed(0))
         torch.testing.assert_close(
             stats[k], torch.tensor([stats_k[s] for s in ppo.STAT_NAMES]), rtol=1e-4, atol=1e-5
         )

@@ -211,7 +211,7 @@ class Transitions:
         self.episode_copies: list[int] = []  #: which copy played each of ``episodes``
 
     def _tensor(self, x: Any, dtype: torch.dtype) -> torch.Tensor:
-        return torch.as_tensor(x, device=self.device).to(dtype)
+        return torch.as_tensor(x, dtype=dtype, device=self.device)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, _ = self.envs.reset(seed=seed)
@@ -223,7 +223,7 @@ class Transitions:
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One step of every copy: ``(next_obs, reward, terminated, truncated, valid)``."""
-        act = actions if self.native else actions.detach().cpu().numpy()
+        act = actions if self.native else actions.numpy(force=True)
         obs, reward, terminated, truncated, info = self.envs.step(act)
         done = terminated | truncated
         next_obs = obs
