@@ -76,6 +76,17 @@ def _filled_buffer(net: ActorCritic, T: int = 16, N: int = 4, seed: int = 0) -> 
     return buf
 
 
+def _epochs(
+    net: ActorCritic,
+    params: FlatParameters,
+    optimizer: torch.optim.Optimizer,
+    buf: RolloutBuffer,
+    cfg: ppo.PPOConfig,
+) -> dict[str, float]:
+    """PPO's epochs on ``buf`` with a fixed minibatch order."""
+    return ppo._optimise(net, params, optimizer, buf, cfg, torch.Generator().manual_seed(0))
+
+
 def test_ratio_is_taken_against_the_behaviour_policy() -> None:
     """With a learning rate of 0 the policy never moves, so the ratio pi/pi_old stays exactly 1
     in every epoch: KL 0, nothing clipped. With a real learning rate it moves after the first
@@ -85,24 +96,10 @@ def test_ratio_is_taken_against_the_behaviour_policy() -> None:
     buf = _filled_buffer(net)
     cfg = ppo.PPOConfig(epochs=4, minibatch_size=16)
     params = FlatParameters(net.parameters())
-    frozen = ppo._optimise(
-        net,
-        params,
-        torch.optim.SGD([params.data], lr=0.0),
-        buf,
-        cfg,
-        torch.Generator().manual_seed(0),
-    )
+    frozen = _epochs(net, params, torch.optim.SGD([params.data], lr=0.0), buf, cfg)
     assert frozen["approx_kl"] == pytest.approx(0.0, abs=1e-7)
     assert frozen["clip_fraction"] == 0.0
-    moving = ppo._optimise(
-        net,
-        params,
-        torch.optim.Adam([params.data], lr=0.05),
-        buf,
-        cfg,
-        torch.Generator().manual_seed(0),
-    )
+    moving = _epochs(net, params, torch.optim.Adam([params.data], lr=0.05), buf, cfg)
     assert moving["approx_kl"] > 1e-4
 
 
@@ -113,14 +110,7 @@ def test_advantages_are_fixed_during_the_epochs() -> None:
     buf = _filled_buffer(net)
     before = buf.advantages.clone(), buf.returns.clone(), buf.log_probs.clone()
     params = FlatParameters(net.parameters())
-    ppo._optimise(
-        net,
-        params,
-        torch.optim.Adam([params.data], lr=0.01),
-        buf,
-        ppo.PPOConfig(epochs=3),
-        torch.Generator().manual_seed(0),
-    )
+    _epochs(net, params, torch.optim.Adam([params.data], lr=0.01), buf, ppo.PPOConfig(epochs=3))
     for a, b in zip(before, (buf.advantages, buf.returns, buf.log_probs), strict=True):
         assert torch.equal(a, b)
 
