@@ -291,8 +291,9 @@ class AgentStack:
 
     Observations come flattened as ``[M * K * N, obs_dim]``, rows ordered ``(m, k, n)``:
     agent ``k`` owns copies ``k * N .. (k + 1) * N - 1`` of a vector env of ``K * N``
-    copies. ``sample`` and ``value`` match ``ActorCritic``'s, so ``collect_rollout``
-    fills one rollout buffer for all agents.
+    copies. ``sample``, ``sample_actions`` and ``value`` match ``ActorCritic``'s, so
+    ``collect_rollout`` fills one rollout buffer for all agents (the rollout's steps need
+    only the actors; the critics run once, on the whole rollout).
     """
 
     def __init__(self, nets: list[ActorCritic], envs_per_agent: int) -> None:
@@ -304,13 +305,16 @@ class AgentStack:
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
 
-    def _forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-agent batches ``[K, B, obs_dim]`` -> ``(actor out [K, B, n], V [K, B])``."""
+    def _forward(self, obs: Tensor, part: str) -> Tensor:
+        """Per-agent batches ``[K, B, obs_dim]`` -> the output ``[K, B, n]`` of every agent's
+        ``part`` (``"actor"``: logits or means; ``"critic"``: values, ``n = 1``)."""
+        module, prefix = getattr(self.base, part), part + "."
+        params = {k[len(prefix) :]: v for k, v in self.params.items() if k.startswith(prefix)}
 
-        def one(params: dict[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
-            return torch.func.functional_call(self.base, params, (x,))
+        def one(params: dict[str, Tensor], x: Tensor) -> Tensor:
+            return torch.func.functional_call(module, params, (x,))
 
-        return torch.func.vmap(one)(self.params, obs)
+        return torch.func.vmap(one)(params, obs)
 
     def log_std(self) -> Tensor | None:
         return self.params["log_std"].unsqueeze(1) if self.continuous else None  # [K, 1, D]
@@ -326,16 +330,15 @@ class AgentStack:
         return x.reshape(-1, *x.shape[3:])
 
     def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out, value = self._forward(self._per_agent(obs))
-        action = policy_sample(out, self.log_std())
-        log_prob = policy_log_prob(out, action, self.log_std())
-        return self._flat(action), self._flat(log_prob), self._flat(value)
+        return *self.sample_actions(obs), self.value(obs)
 
     def sample_actions(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        return self.sample(obs)[:2]
+        out = self._forward(self._per_agent(obs), "actor")  # the critic is not needed here
+        action = policy_sample(out, self.log_std())
+        return self._flat(action), self._flat(policy_log_prob(out, action, self.log_std()))
 
     def value(self, obs: Tensor) -> Tensor:
-        return self._flat(self._forward(self._per_agent(obs))[1])
+        return self._flat(self._forward(self._per_agent(obs), "critic").squeeze(-1))
 
     def sync(self) -> list[ActorCritic]:
         """Copy the stacked parameters into the ``K`` separate networks; return them."""
