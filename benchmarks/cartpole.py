@@ -1,26 +1,33 @@
-"""Time to solve CartPole-v1 (and Pendulum-v1): rlcourse against Stable-Baselines3, in one run.
+"""Time to a confirmed solve of CartPole-v1 (and Pendulum-v1): rlcourse against
+Stable-Baselines3, in one run, under the course's one definition of solved.
 
-For each algorithm and library, and each of ``--seeds`` seeds, one training run in
-its own process:
+For each algorithm and library, and each of ``--seeds`` seeds, one training run in its own
+process, both libraries under the same rule (``rlcourse.agent.EvaluationSchedule``, with
+the evaluation schedule of rlcourse's default config for that algorithm):
 
-* every ``EVAL_EVERY`` environment steps the greedy (deterministic) policy plays
-  ``EVAL_EPISODES`` seeded evaluation episodes (the same ones for both libraries,
-  through ``rlcourse.evaluate``); the clock is paused while it does;
-* the run is *solved* at the first evaluation whose mean return is at least 475;
-  time-to-solve is the training wall time up to then (evaluations excluded);
-* a run that has not solved within the step budget counts as not solved.
+* every ``eval_every`` environment steps the greedy (deterministic) policy plays the 20
+  seeded *selection* episodes; the training clock is paused while it does;
+* a policy that reaches the threshold there (CartPole-v1: 475) is *confirmed* on 100 other
+  seeded episodes; a confirmed solve (mean >= the threshold on those 100) stops training;
+* the policy handed back is the one with the best confirmation score (else the best
+  selection score), and its score on 100 *held-out* episodes, used for nothing else, is
+  the score of the agent; a seed counts as solved when that score reaches the threshold.
 
-Stable-Baselines3 runs with the RL Zoo's tuned CartPole-v1 hyperparameters; rlcourse
-with its documented defaults. ``ppo-torch-env`` is rlcourse's PPO trained on the course's
-torch CartPole (``rlcourse.envs.TorchCartPole``, which reproduces gymnasium's CartPole-v1
-step for step) and evaluated on gymnasium's, compared with SB3's PPO on gymnasium's env.
-The table gives, per algorithm and library, the seeds solved, the median time and steps
-to solve (over solved seeds), the peak resident memory of the process, and the ratio of
-the medians (SB3 / rlcourse).
+The table gives, per algorithm and library: seeds solved (held-out) out of ``--seeds``; the
+median and range over seeds of the training time (evaluations excluded), the wall time
+(evaluations included) and the steps to the first confirmed solve (over the seeds that
+reached one); the median and minimum held-out score; peak resident memory; and the ratio
+of the median training times (SB3 / rlcourse).
 
-Run: ``python benchmarks/cartpole.py`` (``--algos dqn``, ``--seeds 5``,
-``--threads 1``). Each run is a separate process, so one run's memory or threads
-cannot affect another's.
+Stable-Baselines3 runs with the RL Zoo's tuned hyperparameters, its budget the Zoo's
+``n_timesteps`` or rlcourse's ``total_steps``, whichever is larger; rlcourse runs with its
+default config (``PPOConfig.for_env`` for Pendulum-v1). The evaluation episodes are the
+same for both libraries.
+
+Run: ``python benchmarks/cartpole.py`` (``--algos dqn,ppo``, ``--seeds 5``, ``--threads 1``,
+``--libraries rlcourse``, ``--jobs 2``). Each run is a separate process, so one run's memory
+or threads cannot affect another's; ``--jobs N`` runs N of them at a time (give each its own
+core: jobs x threads <= the cores).
 """
 
 from __future__ import annotations
@@ -31,15 +38,9 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-ENV_ID = "CartPole-v1"
-THRESHOLD = 475.0
-EVAL_EVERY = 2_500
-EVAL_EPISODES = 20
-EVAL_SEED = 10_000  # evaluation episodes are seeded EVAL_SEED + seed + i, for both libraries
 
 # RL Zoo (rl-baselines3-zoo, hyperparams/*.yml), CartPole-v1
 ZOO: dict[str, dict[str, Any]] = {
@@ -71,66 +72,55 @@ ZOO["ppo"] = {
     "clip_range": "lin_0.2",
 }
 ZOO["a2c"] = {"n_envs": 8, "n_timesteps": 500_000, "ent_coef": 0.0}  # the rest: SB3's defaults
-#: step budget per run, the same for both libraries
-BUDGET = {"dqn": 100_000, "ppo": 100_000, "ppo-torch-env": 100_000, "a2c": 200_000}
-BUDGET["ppo-pendulum"] = 200_000
-#: (env id, threshold, evaluation interval) of each task
-TASKS = {
-    "dqn": (ENV_ID, THRESHOLD, EVAL_EVERY),
-    "ppo": (ENV_ID, THRESHOLD, EVAL_EVERY),
-    "ppo-torch-env": (ENV_ID, THRESHOLD, EVAL_EVERY),
-    "a2c": (ENV_ID, THRESHOLD, EVAL_EVERY),
-    "ppo-pendulum": ("Pendulum-v1", -250.0, 20_000),
+#: rlcourse's algorithm, env id, and SB3's peer (None: rlcourse only) of each task
+TASKS: dict[str, tuple[str, str, str | None]] = {
+    "dqn": ("dqn", "CartPole-v1", "dqn"),
+    "ppo": ("ppo", "CartPole-v1", "ppo"),
+    "ppo-torch-env": ("ppo", "CartPole-v1", None),
+    "a2c": ("a2c", "CartPole-v1", "a2c"),
+    "ppo-pendulum": ("ppo", "Pendulum-v1", None),
 }
 
 
+def rlcourse_config(task: str) -> Any:
+    """rlcourse's default config for ``task`` (on the CPU)."""
+    from rlcourse import dqn, pg, ppo
+
+    algo, env_id, _ = TASKS[task]
+    if algo == "dqn":
+        return dqn.DQNConfig(device="cpu")
+    if algo == "a2c":
+        return pg.A2CConfig(device="cpu")
+    return ppo.PPOConfig.for_env(env_id, device="cpu")
+
+
 # ---------------------------------------------------------------- workers
-def _schedule(task: str) -> dict[str, Any]:
-    """The config fields every rlcourse run shares: its budget and evaluation schedule."""
-    _, threshold, every = TASKS[task]
-    return {
-        "total_steps": BUDGET[task],
-        "eval_every": every,
-        "eval_episodes": EVAL_EPISODES,
-        "solve_threshold": threshold,
-        "device": "cpu",
-    }
-
-
 def _result(history: Any) -> dict[str, Any]:
     return {
-        "solved": history.solved_step is not None,
+        "solved": history.solved,
+        "held_out": history.held_out_mean,
+        "confirmed": history.solved_step is not None,
         "time": history.solved_time,
+        "wall": history.solved_wall_time,
         "steps": history.solved_step,
         "train_time": history.train_time,
-        "steps_run": history.evaluations[-1][0] if history.evaluations else 0,
+        "wall_time": history.wall_time,
+        "selection": history.selection,
     }
 
 
-def run_rlcourse_dqn(seed: int) -> dict[str, Any]:
-    from rlcourse import dqn
-
-    _, history = dqn.train(ENV_ID, dqn.DQNConfig(**_schedule("dqn")), seed=seed, progress=False)
-    return _result(history)
-
-
-def run_rlcourse_ppo(task: str, seed: int) -> dict[str, Any]:
-    """PPO on gymnasium's env, or (``ppo-torch-env``) on the course's torch CartPole,
-    which steps like gymnasium's to the last bit; evaluation is on gymnasium's either way."""
-    from rlcourse import ppo
+def run_rlcourse(task: str, seed: int) -> dict[str, Any]:
+    """rlcourse's ``train`` with its default config; ``ppo-torch-env`` trains on the course's
+    torch CartPole (which steps like gymnasium's to the last bit) and is evaluated on
+    gymnasium's."""
+    from rlcourse import dqn, pg, ppo
     from rlcourse.envs import TorchCartPole
 
-    env_id = TASKS[task][0]
-    config = ppo.PPOConfig.for_env(env_id, **_schedule(task))
+    algo, env_id, _ = TASKS[task]
+    config = rlcourse_config(task)
+    train = {"dqn": dqn.train, "a2c": pg.train_a2c, "ppo": ppo.train}[algo]
     env = TorchCartPole(config.num_envs) if task == "ppo-torch-env" else env_id
-    _, history = ppo.train(env, config, seed=seed, eval_env=env_id, progress=False)
-    return _result(history)
-
-
-def run_rlcourse_a2c(seed: int) -> dict[str, Any]:
-    from rlcourse import pg
-
-    _, history = pg.train_a2c(ENV_ID, pg.A2CConfig(**_schedule("a2c")), seed=seed, progress=False)
+    _, history = train(env, config, seed=seed, eval_env=env_id, progress=False)
     return _result(history)
 
 
@@ -142,83 +132,69 @@ def _linear(value: Any) -> Any:
     return value
 
 
-def run_sb3(algo: str, seed: int) -> dict[str, Any]:
+def run_sb3(task: str, seed: int) -> dict[str, Any]:
+    """SB3 with the Zoo's hyperparameters, evaluated, kept, stopped and scored by the same
+    ``EvaluationSchedule`` as rlcourse (as SB3's ``EvalCallback`` with
+    ``StopTrainingOnRewardThreshold`` would, plus the confirmation and held-out sets)."""
     import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
-
-    import rlcourse
-
-    class Greedy:
-        def __init__(self, model: Any) -> None:
-            self.model = model
-
-        def act(self, obs: Any) -> Any:
-            return self.model.predict(obs, deterministic=True)[0]
-
-    class SolveCallback(BaseCallback):
-        """Evaluate every EVAL_EVERY steps (clock paused); stop at the first solve."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval, self.eval_time, self.start = EVAL_EVERY, 0.0, time.perf_counter()
-            self.solved_step: int | None = None
-            self.solved_time: float | None = None
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps < self.next_eval:
-                return True
-            self.next_eval += EVAL_EVERY
-            t0 = time.perf_counter()
-            returns = rlcourse.evaluate(Greedy(self.model), ENV_ID, EVAL_EPISODES, EVAL_SEED + seed)
-            self.eval_time += time.perf_counter() - t0
-            if returns.mean() >= THRESHOLD:
-                self.solved_step = self.num_timesteps
-                self.solved_time = time.perf_counter() - self.start - self.eval_time
-                return False
-            return True
-
     from stable_baselines3.common.env_util import make_vec_env
 
+    from rlcourse.agent import EvaluationSchedule, TrainingHistory
+
+    _, env_id, algo = TASKS[task]
+    assert algo is not None
+    cfg = rlcourse_config(task)
+
+    class Greedy:
+        """An SB3 model as a course agent: ``net`` (its parameters) and greedy ``act``."""
+
+        def __init__(self, model: Any) -> None:
+            self.model, self.net = model, model.policy
+
+        def act(self, obs: Any) -> Any:
+            obs = obs.numpy() if hasattr(obs, "numpy") else obs  # a tensor of the torch env
+            return self.model.predict(obs.astype("float32"), deterministic=True)[0]
+
+    class Schedule(BaseCallback):
+        def __init__(self, schedule: EvaluationSchedule, agent: Greedy) -> None:
+            super().__init__()
+            self.schedule, self.agent = schedule, agent
+
+        def _on_step(self) -> bool:
+            step = self.num_timesteps
+            return not (self.schedule.due(step) and self.schedule.evaluate(self.agent, step))
+
     hp = {k: _linear(v) for k, v in ZOO[algo].items()}
-    hp.pop("n_timesteps")
-    env = make_vec_env(ENV_ID, n_envs=hp.pop("n_envs", 1), seed=seed)
+    budget = max(hp.pop("n_timesteps"), cfg.total_steps)
+    env = make_vec_env(env_id, n_envs=hp.pop("n_envs", 1), seed=seed)
     model = getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **hp)
-    callback = SolveCallback()
-    model.learn(total_timesteps=BUDGET[algo], callback=callback)
-    return {
-        "solved": callback.solved_step is not None,
-        "time": callback.solved_time,
-        "steps": callback.solved_step,
-        "train_time": time.perf_counter() - callback.start - callback.eval_time,
-        "steps_run": model.num_timesteps,
-    }
+    history, agent = TrainingHistory(), Greedy(model)
+    schedule = EvaluationSchedule.for_training(env_id, cfg, seed, history)
+    model.learn(total_timesteps=budget, callback=Schedule(schedule, agent))
+    schedule.finish(model.num_timesteps, agent)
+    return _result(history)
 
 
-WORKERS: dict[tuple[str, str], Callable[[int], dict[str, Any]]] = {
-    ("rlcourse", "dqn"): run_rlcourse_dqn,
-    ("sb3", "dqn"): lambda seed: run_sb3("dqn", seed),
-    ("rlcourse", "ppo"): lambda seed: run_rlcourse_ppo("ppo", seed),
-    ("sb3", "ppo"): lambda seed: run_sb3("ppo", seed),
-    ("rlcourse", "ppo-torch-env"): lambda seed: run_rlcourse_ppo("ppo-torch-env", seed),
-    ("rlcourse", "a2c"): run_rlcourse_a2c,
-    ("sb3", "a2c"): lambda seed: run_sb3("a2c", seed),
-    ("rlcourse", "ppo-pendulum"): lambda seed: run_rlcourse_ppo("ppo-pendulum", seed),
+WORKERS: dict[str, Callable[[str, int], dict[str, Any]]] = {
+    "rlcourse": run_rlcourse,
+    "sb3": run_sb3,
 }
 
 
-def worker(library: str, algo: str, seed: int, threads: int) -> None:
+def worker(library: str, task: str, seed: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    result = WORKERS[(library, algo)](seed)
+    result = WORKERS[library](task, seed)
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
 
 # ----------------------------------------------------------------- driver
-def run_one(library: str, algo: str, seed: int, threads: int) -> dict[str, Any]:
+def run_one(library: str, task: str, seed: int, threads: int) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", library, algo, str(seed), "--threads", str(threads)],
+        [sys.executable, __file__, "--worker", library, task, str(seed), "--threads", str(threads)],
         capture_output=True,
         text=True,
         check=True,
@@ -227,16 +203,24 @@ def run_one(library: str, algo: str, seed: int, threads: int) -> dict[str, Any]:
     return json.loads(line[len("RESULT ") :])
 
 
+def _spread(values: list[float], fmt: str) -> str:
+    """``median [min-max]`` of ``values`` ("-" if none)."""
+    if not values:
+        return "-"
+    return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--algos",
-        default="dqn,ppo,ppo-torch-env,a2c,ppo-pendulum",
-        help="comma-separated: dqn, ppo, ppo-torch-env and ppo-pendulum (rlcourse only), a2c",
+        default="dqn,ppo,a2c,ppo-pendulum",
+        help="comma-separated: dqn, ppo, a2c; ppo-torch-env and ppo-pendulum (rlcourse only)",
     )
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both libraries")
     parser.add_argument("--libraries", default="rlcourse,sb3")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one per core)")
     parser.add_argument(
         "--worker", nargs=3, metavar=("LIBRARY", "ALGO", "SEED"), help=argparse.SUPPRESS
     )
@@ -248,41 +232,51 @@ def main() -> None:
     import torch
 
     print(
-        f"{ENV_ID}: time to a greedy mean >= {THRESHOLD:g} over {EVAL_EPISODES} seeded episodes, "
-        f"evaluated every {EVAL_EVERY} steps (evaluation time excluded); {args.seeds} seeds; "
-        f"torch {torch.__version__}, {args.threads} thread(s)"
-    )
-    print(
-        "ppo-pendulum: Pendulum-v1, time to a greedy mean >= -250 over 20 seeded episodes, "
-        "evaluated every 20,000 steps, budget 200,000 steps (rlcourse only)"
+        f"Time to a confirmed solve, seeds 0-{args.seeds - 1}, torch {torch.__version__}, "
+        f"{args.threads} thread(s), {args.jobs} run(s) at a time. solved: held-out mean over "
+        "100 episodes >= the threshold "
+        "(CartPole-v1 475, Pendulum-v1 -200). Times and steps: median [min-max] over the "
+        "seeds with a confirmed solve."
     )
     header = (
-        f"{'algorithm':<12} {'library':<9} {'solved':>7} {'median time':>12} {'median steps':>13} "
-        f"{'peak MB':>8}  per-seed time to solve"
+        f"{'algorithm':<13} {'library':<9} {'solved':>6}  {'train s to solve':<19} "
+        f"{'wall s to solve':<19} {'steps to solve':<22} {'held-out median [min]':<22} "
+        f"{'peak MB':>7}"
     )
     print(header)
     print("-" * len(header))
     medians: dict[tuple[str, str], float] = {}
-    for algo in args.algos.split(","):
+    for task in args.algos.split(","):
         for library in args.libraries.split(","):
-            if (library, algo) not in WORKERS:
+            if library == "sb3" and TASKS[task][2] is None:
                 continue
-            results = [run_one(library, algo, seed, args.threads) for seed in range(args.seeds)]
-            solved = [r for r in results if r["solved"]]
-            med_t = statistics.median(r["time"] for r in solved) if solved else float("nan")
-            med_s = statistics.median(r["steps"] for r in solved) if solved else float("nan")
-            medians[(algo, library)] = med_t
-            per_seed = " ".join(f"{r['time']:.1f}s" if r["solved"] else "-" for r in results)
+            with ThreadPoolExecutor(args.jobs) as pool:
+                runs = [(library, task, seed, args.threads) for seed in range(args.seeds)]
+                results = list(pool.map(lambda run: run_one(*run), runs))
+            confirmed = [r for r in results if r["confirmed"]]
+            times = [r["time"] for r in confirmed]
+            held = [r["held_out"] for r in results]
+            if times:
+                medians[(task, library)] = statistics.median(times)
             print(
-                f"{algo:<12} {library:<9} {len(solved):>5}/{args.seeds} {med_t:>10.1f} s "
-                f"{med_s:>13.0f} {max(r['peak_mb'] for r in results):>8.0f}  {per_seed}",
+                f"{task:<13} {library:<9} {sum(r['solved'] for r in results):>3}/{args.seeds}  "
+                f"{_spread(times, '.1f'):<19} {_spread([r['wall'] for r in confirmed], '.1f'):<19} "
+                f"{_spread([r['steps'] for r in confirmed], '.0f'):<22} "
+                f"{statistics.median(held):.1f} [{min(held):.1f}]{'':<9} "
+                f"{max(r['peak_mb'] for r in results):>7.0f}",
                 flush=True,
             )
-        peer = "ppo" if algo == "ppo-torch-env" else algo  # SB3 trains on gymnasium's env
-        if (algo, "rlcourse") in medians and (peer, "sb3") in medians:
             print(
-                f"{algo:<12} ratio of median times, SB3 {peer} / rlcourse: "
-                f"{medians[(peer, 'sb3')] / medians[(algo, 'rlcourse')]:.1f}x"
+                f"{'':<13} {library:<9} per seed (held-out, steps to solve): "
+                + ", ".join(f"{r['held_out']:.1f} {r['steps'] or '-'}" for r in results),
+                flush=True,
+            )
+        peer = "ppo" if task == "ppo-torch-env" else task
+        if (task, "rlcourse") in medians and (peer, "sb3") in medians:
+            print(
+                f"{task:<13} ratio of median training times to solve, SB3 {peer} / rlcourse: "
+                f"{medians[(peer, 'sb3')] / medians[(task, 'rlcourse')]:.1f}x",
+                flush=True,
             )
 
 

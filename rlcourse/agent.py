@@ -3,6 +3,7 @@ as arrays or tensors, and checkpoints that say what they hold."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlcourse.evaluate import SOLVE_EPISODES, reward_threshold
 from rlcourse.utils import resolve_device
 
 
@@ -117,41 +119,139 @@ class PolicyAgent(Agent):
         return action
 
 
+def _seed_range(start: int | None, n: int) -> range:
+    return range(0) if start is None else range(start, start + n)
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """The fields every deep-RL config of the course shares: the evaluation schedule, the
-    device and the CPU threads. (Subclasses list their own hyperparameters after these.)"""
+    rule that chooses the policy handed back, the device and the CPU threads. (Subclasses
+    list their own hyperparameters after these.)
+
+    Every ``eval_every`` steps the greedy policy plays the ``eval_episodes`` *selection*
+    episodes (seeded ``eval_seed + i``). One that reaches ``solve_threshold`` there is
+    confirmed on 100 *confirmation* episodes (``confirm_seed + i``); a confirmed solve ends
+    training (``early_stop``). The policy handed back (``keep_best``) is the one with the
+    best confirmation score, else the one with the best selection score; its score on 100
+    *held-out* episodes (``held_out_seed + i``), never used to choose or to stop, is the
+    agent's score (``history.held_out_mean``; see :mod:`rlcourse.evaluate`).
+    """
 
     eval_every: int = 10_000  #: steps between greedy evaluations (0: never)
-    eval_episodes: int = 20  #: seeded episodes per evaluation
-    solve_threshold: float | None = None  #: stop once an evaluation's mean reaches it
+    eval_episodes: int = 20  #: seeded selection episodes per evaluation
+    eval_seed: int = 10_000  #: selection episodes are seeded eval_seed + i
+    #: a selection mean that reaches it is confirmed on 100 episodes; "auto": the env's
+    #: reward_threshold (CartPole-v1: 475); None: no threshold (keep the best selection score)
+    solve_threshold: float | str | None = "auto"
+    confirm_seed: int = 20_000  #: the 100 confirmation episodes are seeded confirm_seed + i
+    held_out_seed: int | None = 30_000  #: the 100 held-out episodes (None: no held-out score)
+    early_stop: bool = True  #: stop at the first confirmed solve
+    keep_best: bool = True  #: hand back the best policy found, not the last one
     device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:N"
     num_threads: int | None = 1  #: torch CPU threads while training (None: leave as set)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for attr, minimum in (("eval_every", 0), ("eval_episodes", 1)):
+        for attr, minimum in (("eval_every", 0), ("eval_episodes", 1), ("eval_seed", 0)):
             value = getattr(self, attr)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name}.{attr} must be an integer >= {minimum}, got {value!r}")
+        for attr in ("confirm_seed", "held_out_seed"):
+            value = getattr(self, attr)
+            if value is None and attr == "held_out_seed":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}.{attr} must be an integer >= 0, got {value!r}")
+        threshold = self.solve_threshold
+        if not (threshold is None or threshold == "auto"):
+            if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+                raise ValueError(
+                    f"{name}.solve_threshold must be a number, 'auto' or None, got {threshold!r}"
+                )
+            if self.eval_every == 0:
+                raise ValueError(
+                    f"{name}.solve_threshold={threshold} needs evaluations, but eval_every=0: "
+                    "set eval_every > 0, or solve_threshold=None"
+                )
+        self._check_disjoint(
+            ("eval_seed", self.eval_seed, self.eval_episodes),
+            ("confirm_seed", self.confirm_seed, SOLVE_EPISODES),
+            ("held_out_seed", self.held_out_seed, SOLVE_EPISODES),
+        )
         n = self.num_threads
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"{name}.num_threads must be a positive integer or None, got {n!r}")
 
+    def _check_disjoint(self, *sets: tuple[str, int | None, int]) -> None:
+        """Refuse episode sets (``(field, first seed, count)``) that share a seed."""
+        for i, (a, start_a, n_a) in enumerate(sets):
+            for b, start_b, n_b in sets[i + 1 :]:
+                common = set(_seed_range(start_a, n_a)) & set(_seed_range(start_b, n_b))
+                if common:
+                    raise ValueError(
+                        f"{type(self).__name__}.{b}: its episodes (seeds {start_b}.."
+                        f"{start_b + n_b - 1}) overlap the {a} episodes (seeds {start_a}.."
+                        f"{start_a + n_a - 1}) at seed {min(common)}; the sets that choose, "
+                        "stop and report must be disjoint"
+                    )
+
+    def check_training_seed(self, seed: int) -> None:
+        """Refuse a training seed whose first episodes (seeded ``seed + i`` for each of the
+        ``num_envs`` copies) would be evaluation episodes."""
+        n = getattr(self, "num_envs", 1)
+        self._check_disjoint(
+            ("training seed", seed, n),
+            ("eval_seed", self.eval_seed, self.eval_episodes if self.eval_every else 0),
+            ("confirm_seed", self.confirm_seed, SOLVE_EPISODES if self.eval_every else 0),
+            ("held_out_seed", self.held_out_seed, SOLVE_EPISODES),
+        )
+
+    def threshold_for(self, env_id: str | None) -> float | None:
+        """The solve threshold this config asks for on ``env_id`` (None: none)."""
+        if self.solve_threshold == "auto":
+            return reward_threshold(env_id) if self.eval_every else None
+        return None if self.solve_threshold is None else float(self.solve_threshold)
+
 
 @dataclass
 class TrainingHistory:
-    """What every training run records; lists are indexed by environment steps."""
+    """What every training run records; lists are indexed by environment steps.
+
+    ``evaluations`` are the greedy policy's scores on the selection episodes,
+    ``confirmations`` those on the 100 confirmation episodes; ``selected_step`` says which
+    policy was handed back and ``selection`` why; ``held_out_mean`` is its score on 100
+    episodes used for nothing else, and ``solved`` whether that reaches ``threshold``.
+    """
 
     episodes: list[tuple[int, float, int]] = field(default_factory=list)  #: (step, return, length)
-    evaluations: list[tuple[int, float, float]] = field(default_factory=list)  #: (step, mean, std)
+    #: (step, mean, std) on the selection episodes
+    evaluations: list[tuple[int, float, float]] = field(default_factory=list)
+    #: (step, mean, std) on the confirmation episodes
+    confirmations: list[tuple[int, float, float]] = field(default_factory=list)
     train_time: float = 0.0  #: seconds spent training (evaluations excluded)
-    solved_step: int | None = None  #: first evaluation that reached the solve threshold
-    solved_time: float | None = None  #: training seconds up to then
+    wall_time: float = 0.0  #: seconds in all, evaluations included
+    threshold: float | None = None  #: the solve threshold used (None: none)
+    solved_step: int | None = None  #: first confirmed solve (None: none)
+    solved_time: float | None = None  #: training seconds up to then (evaluations excluded)
+    solved_wall_time: float | None = None  #: seconds up to then, evaluations included
+    selected_step: int | None = None  #: the step of the policy handed back
+    selection: str = ""  #: why that policy was handed back
+    held_out_mean: float | None = None  #: its mean return on the 100 held-out episodes
+    held_out_std: float | None = None  #: and their standard deviation
 
     def returns(self) -> np.ndarray:
         """Training-episode returns in order (with exploration: not the agent's score)."""
         return np.array([r for _, r, _ in self.episodes])
+
+    @property
+    def solved(self) -> bool:
+        """Whether the agent handed back reaches the threshold on the held-out episodes."""
+        return (
+            self.threshold is not None
+            and self.held_out_mean is not None
+            and self.held_out_mean >= self.threshold
+        )
 
 
 class TrainingClock:
@@ -163,27 +263,34 @@ class TrainingClock:
     def train_time(self) -> float:
         return time.perf_counter() - self.start - self.paused
 
+    def wall_time(self) -> float:
+        return time.perf_counter() - self.start
+
 
 class EvaluationSchedule:
-    """Greedy evaluations during training, every ``every`` environment steps, with the
-    training clock paused while they run; tracks when a ``threshold`` is first reached.
-    Agents trained side by side share one ``clock``, so that no agent's training time
-    counts another's evaluations."""
+    """Greedy evaluations during training, every ``cfg.eval_every`` environment steps, with
+    the training clock paused while they run, and the select-and-confirm rule of
+    :class:`TrainingConfig`: which policy to keep, when to stop, and the held-out score of
+    the one handed back. Agents trained side by side share one ``clock``, so that no agent's
+    training time counts another's evaluations."""
 
     def __init__(
         self,
         env: Any,
-        every: int,
-        episodes: int,
-        seed: int,
-        threshold: float | None,
+        cfg: TrainingConfig,
         history: TrainingHistory,
         clock: TrainingClock | None = None,
     ) -> None:
-        self.env, self.every, self.episodes, self.seed = env, every, episodes, seed
-        self.threshold, self.history = threshold, history
-        self.next = every
+        self.env, self.cfg, self.history = env, cfg, history
+        self.every = cfg.eval_every if env is not None else 0
+        self.threshold = cfg.threshold_for(env if isinstance(env, str) else None)
+        history.threshold = self.threshold
+        self.next = self.every
         self.clock = clock or TrainingClock()
+        self.best: tuple[float, float] | None = None  # (confirmation, selection) of the kept one
+        self.kept: dict[str, Tensor] | None = None  # its parameters
+        self.last_step: int | None = None
+        self.stopped = False  # a confirmed solve ended training (early_stop)
 
     @classmethod
     def for_training(
@@ -194,47 +301,92 @@ class EvaluationSchedule:
         history: TrainingHistory,
         clock: TrainingClock | None = None,
     ) -> EvaluationSchedule:
-        """The schedule a config asks for; evaluation episodes are seeded ``10_000 + seed``."""
-        return cls(
-            eval_env,
-            cfg.eval_every,
-            cfg.eval_episodes,
-            10_000 + seed,
-            cfg.solve_threshold,
-            history,
-            clock,
-        )
+        """The schedule a config asks for, after checking that the training seed's own
+        episodes are none of the evaluation episodes."""
+        cfg.check_training_seed(seed)
+        return cls(eval_env, cfg, history, clock)
 
     def train_time(self) -> float:
         return self.clock.train_time()
 
     def due(self, step: int) -> bool:
-        return bool(self.every) and self.env is not None and step >= self.next
+        return bool(self.every) and step >= self.next
 
     def should_stop(self, step: int, agent: Agent, callback: Any = None, bar: Any = None) -> bool:
-        """After an update: evaluate if one is due; True when training should stop (the
-        threshold was reached, or ``callback(step, history, agent)`` returned True)."""
+        """After an update: evaluate if one is due; True when training should stop (a
+        confirmed solve with ``early_stop``, or ``callback(step, history, agent)`` returned
+        True)."""
         if not self.due(step):
             return False
-        solved = self.evaluate(agent, step)
+        stop = self.evaluate(agent, step)
         if bar is not None:
             bar.set_postfix(eval=f"{self.history.evaluations[-1][1]:.0f}")
-        return solved or bool(callback is not None and callback(step, self.history, agent))
+        return stop or bool(callback is not None and callback(step, self.history, agent))
 
-    def evaluate(self, agent: Agent, step: int) -> bool:
-        """Evaluate now; True if this evaluation reached the threshold."""
+    def _score(self, agent: Agent, n: int, seed: int) -> tuple[float, float]:
+        """Mean and std of the greedy returns on ``n`` episodes seeded ``seed + i``, with
+        the training clock paused."""
         from rlcourse.evaluate import evaluate
 
-        self.next += self.every
         t0 = time.perf_counter()
-        returns = evaluate(agent, self.env, self.episodes, seed=self.seed)
+        returns = evaluate(agent, self.env, n, seed=seed)
         self.clock.paused += time.perf_counter() - t0
-        self.history.evaluations.append((step, float(returns.mean()), float(returns.std())))
-        self.history.train_time = self.train_time()
-        solved = self.threshold is not None and returns.mean() >= self.threshold
-        if solved and self.history.solved_step is None:
-            self.history.solved_step, self.history.solved_time = step, self.history.train_time
-        return solved
+        return float(returns.mean()), float(returns.std())
+
+    def evaluate(self, agent: Agent, step: int) -> bool:
+        """Evaluate now (selection episodes, and confirmation if they reach the threshold);
+        keep the policy if it is the best so far. True if training should stop."""
+        self.next = (step // self.every + 1) * self.every if self.every else self.next
+        self.last_step = step
+        h, threshold = self.history, self.threshold
+        mean, std = self._score(agent, self.cfg.eval_episodes, self.cfg.eval_seed)
+        h.evaluations.append((step, mean, std))
+        h.train_time = self.train_time()
+        if threshold is None:  # no threshold: the best selection score is kept
+            candidate = (-math.inf, mean)
+            reason = f"the best selection score ({mean:.1f} on {self.cfg.eval_episodes} episodes)"
+        elif mean >= threshold:  # a candidate: confirm it on 100 other episodes
+            confirmed, c_std = self._score(agent, SOLVE_EPISODES, self.cfg.confirm_seed)
+            h.confirmations.append((step, confirmed, c_std))
+            candidate = (confirmed, mean)
+            reason = (
+                f"{'a confirmed solve' if confirmed >= threshold else 'the best confirmation'}"
+                f": {mean:.1f} on the {self.cfg.eval_episodes} selection episodes, "
+                f"{confirmed:.1f} on the {SOLVE_EPISODES} confirmation episodes"
+            )
+        else:
+            candidate = (-math.inf, mean)
+            reason = (
+                f"the best selection score ({mean:.1f} on {self.cfg.eval_episodes} episodes); "
+                "no policy reached the threshold there"
+            )
+        if self.best is None or candidate > self.best:
+            self.best = candidate
+            self.kept = {k: v.detach().clone() for k, v in agent.net.state_dict().items()}
+            h.selected_step, h.selection = step, f"step {step:,}: {reason}"
+        solved = threshold is not None and candidate[0] >= threshold
+        if solved and h.solved_step is None:
+            h.solved_step, h.solved_time = step, h.train_time
+            h.solved_wall_time = self.clock.wall_time()
+        self.stopped = solved and self.cfg.early_stop
+        return self.stopped
+
+    def finish(self, step: int, agent: Agent) -> None:
+        """At the end of training: evaluate the final policy (if not just done), hand back
+        the kept one (``keep_best``), and score it on the held-out episodes."""
+        h = self.history
+        if self.every and self.last_step != step and not self.stopped:
+            self.evaluate(agent, step)
+        if self.cfg.keep_best and self.kept is not None:
+            agent.net.load_state_dict(self.kept)
+        else:
+            h.selected_step, h.selection = step, f"step {step:,}: the final policy"
+        h.train_time = self.train_time()
+        if self.cfg.held_out_seed is not None and isinstance(self.env, str):
+            h.held_out_mean, h.held_out_std = self._score(
+                agent, SOLVE_EPISODES, self.cfg.held_out_seed
+            )
+        h.wall_time = self.clock.wall_time()
 
 
 def actor_critic_setup(

@@ -37,7 +37,13 @@ from rlcourse.utils import resolve_device, seed_everything, torch_threads
 
 @dataclass(frozen=True)
 class DQNConfig(TrainingConfig):
-    """Hyperparameters of DQN; the defaults solve CartPole-v1.
+    """Hyperparameters of DQN. With the defaults, ``train`` hands back a solved CartPole-v1
+    agent (mean >= 475 over 100 held-out episodes) for each of seeds 0-9
+    (``benchmarks/cartpole.py``).
+
+    DQN's greedy policy swings between good and bad ones from one evaluation to the next,
+    so it is evaluated often (every 2,500 steps), the best confirmed policy is kept, and
+    training stops at the first confirmed solve (seeds 0-9: after 17k-45k steps).
 
     Steps are environment steps summed over all ``num_envs`` copies. The defaults follow
     the RL Zoo's tuned CartPole settings (Adam 2.3e-3, batch 64, one gradient step per 4
@@ -46,7 +52,7 @@ class DQNConfig(TrainingConfig):
     Zoo's 256x256, and on CartPole as sample-efficient).
     """
 
-    total_steps: int = 50_000  #: environment steps in all
+    total_steps: int = 100_000  #: environment steps in all (training stops at a confirmed solve)
     num_envs: int = 8  #: environments stepped at once
     hidden: tuple[int, ...] = (128, 128)  #: hidden layer sizes of the Q-network
     dueling: bool = False  #: dueling head V(s) + A(s, a)
@@ -67,7 +73,7 @@ class DQNConfig(TrainingConfig):
     epsilon_decay_steps: int = 8_000  #: ...over this many environment steps
     replay: bool = True  #: False: learn from the latest transitions only (ablation)
     target_network: bool = True  #: False: bootstrap from the online network (ablation)
-    eval_every: int = 5_000  #: steps between greedy evaluations (0: never)
+    eval_every: int = 2_500  #: steps between greedy evaluations (0: never)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,10 +162,13 @@ def train(
 ) -> tuple[DQNAgent, DQNHistory]:
     """Train DQN on ``env`` (an env id, or a vector env); return ``(agent, history)``.
 
-    Every ``config.eval_every`` steps the greedy policy plays ``eval_episodes`` seeded
-    episodes of ``eval_env`` (default: ``env`` when it is an id); training stops early
-    once their mean reaches ``config.solve_threshold``. ``callback(step, history,
-    agent)`` runs after each evaluation; returning True stops training.
+    Every ``config.eval_every`` steps the greedy policy plays the ``eval_episodes``
+    selection episodes of ``eval_env`` (default: ``env`` when it is an id); one that
+    reaches the threshold there is confirmed on 100 other episodes, and a confirmed solve
+    stops training. The best policy found is handed back, with its score on 100 held-out
+    episodes in ``history.held_out_mean`` (the rule: :class:`rlcourse.agent.TrainingConfig`).
+    ``callback(step, history, agent)`` runs after each evaluation; returning True stops
+    training.
     """
     cfg = config or DQNConfig()
     with torch_threads(cfg.num_threads):
@@ -230,7 +239,7 @@ def _train(
             break
     bar.close()
     history.episodes = steps.episodes
-    history.train_time = schedule.train_time()
+    schedule.finish(steps.env_steps, agent)
     return agent, history
 
 

@@ -1,9 +1,19 @@
-"""Evaluate a policy on fresh, seeded episodes, separate from training.
+"""Evaluate a policy on fresh, seeded episodes, separate from training, and the course's
+one definition of *solved*.
 
 The score of an agent is the return of its greedy (deterministic) policy on
 episodes it did not train on, not the epsilon-greedy returns seen during
 training: exploration costs reward, and training episodes are not independent
 of what was learned from them.
+
+**Solved** (gymnasium's definition): the mean return over ``SOLVE_EPISODES`` = 100
+episodes reaches the env's ``reward_threshold`` (CartPole-v1: 475), on seeded episodes
+that were never used to choose the policy or to stop training. Choosing on a set of
+episodes and reporting the score on the same set is selection bias: the best of many
+noisy scores is an optimistic one. Training therefore uses three disjoint sets of
+seeded episodes: *selection* episodes score the policy at each evaluation,
+*confirmation* episodes (100) confirm a candidate before training stops, and
+*held-out* episodes (100) give the score of the agent handed back.
 """
 
 from __future__ import annotations
@@ -29,6 +39,29 @@ def _greedy_table(agent: Any) -> np.ndarray | None:
             )
         return table.argmax(1)
     return None
+
+
+#: episodes over which gymnasium's reward_threshold is judged
+SOLVE_EPISODES = 100
+
+#: thresholds for envs whose gymnasium spec has none (Pendulum-v1: the usual "solved" bar,
+#: about -150 per episode being the best reachable from the hardest start states)
+COURSE_THRESHOLDS = {"Pendulum-v1": -200.0}
+
+
+def reward_threshold(env_id: str | None) -> float | None:
+    """The mean return over 100 episodes that counts as solving ``env_id``: gymnasium's
+    ``reward_threshold`` (CartPole-v1: 475), else the course's (:data:`COURSE_THRESHOLDS`),
+    else None."""
+    if not isinstance(env_id, str):
+        return None
+    if env_id in COURSE_THRESHOLDS:
+        return COURSE_THRESHOLDS[env_id]
+    try:
+        threshold = gym.spec(env_id).reward_threshold
+    except gym.error.Error:
+        return None
+    return None if threshold is None else float(threshold)
 
 
 #: episodes of an env without a time limit are cut here (a greedy policy can loop forever)
@@ -72,10 +105,40 @@ def evaluate(
     else:
         if not isinstance(env, str):
             raise ValueError("pass the env id, so that one seeded copy per episode can be made")
-        vec = gym.make_vec(env, num_envs=n_episodes, vectorization_mode="sync",
-                           vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})  # fmt: skip
+        if env == "CartPole-v1":  # gymnasium's episodes, stepped in torch
+            vec: Any = _SeededStarts(n_episodes)
+        else:
+            mode = {"autoreset_mode": AutoresetMode.SAME_STEP}
+            vec = gym.make_vec(env, n_episodes, vectorization_mode="sync", vector_kwargs=mode)
         act = (lambda obs: greedy[np.asarray(obs)]) if greedy is not None else agent.act
     return _first_episode_returns(vec, act, seed, max_episode_steps or DEFAULT_MAX_STEPS)
+
+
+class _SeededStarts:
+    """A vector env whose ``reset(seed)`` starts copy ``i`` in the state gymnasium's own
+    CartPole-v1 starts in with seed ``seed + i``, then steps them all as one
+    ``TorchCartPole`` in float64 (gymnasium's numbers to the last bit: the same episodes
+    as gymnasium's copies, about 3x faster on 100 episodes)."""
+
+    def __init__(self, n: int) -> None:
+        from rlcourse.envs.batched import TorchCartPole
+
+        self.num_envs, self.env = n, TorchCartPole(n, dtype=torch.float64, device="cpu")
+
+    def reset(self, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        one = gym.make("CartPole-v1")
+        starts = []
+        for i in range(self.num_envs):
+            one.reset(seed=seed + i)
+            starts.append(np.array(one.unwrapped.state, dtype=np.float64))
+        one.close()
+        return self.env.reset(options={"state": np.stack(starts)})
+
+    def step(self, actions: Any) -> tuple[Any, ...]:
+        return self.env.step(torch.as_tensor(actions))
+
+    def close(self) -> None:
+        self.env.close()
 
 
 def _first_episode_returns(vec: Any, act: Any, seed: int, max_steps: int) -> np.ndarray:

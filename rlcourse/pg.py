@@ -103,7 +103,8 @@ class REINFORCEConfig(TrainingConfig):
 
 @dataclass(frozen=True)
 class A2CConfig(TrainingConfig):
-    """Hyperparameters of A2C; the defaults solve CartPole-v1.
+    """Hyperparameters of A2C. With the defaults, ``train_a2c`` hands back a solved
+    CartPole-v1 agent (mean >= 475 over 100 held-out episodes) for each of seeds 0-9.
 
     Each update learns from ``n_steps`` steps of each of ``num_envs`` environments, with
     one gradient step. ``lam = 1`` gives A2C's n-step advantages; ``lam < 1`` is GAE.
@@ -320,9 +321,10 @@ def train_reinforce(
 
     Steps count the steps of the episodes learned from (not the steps of copies that were
     stepped on after their episode ended). Every ``config.eval_every`` steps the greedy
-    policy plays ``eval_episodes`` seeded episodes of ``eval_env`` (default: ``env`` when it
-    is an id); training stops once their mean reaches ``config.solve_threshold``, or when
-    ``callback(step, history, agent)``, run after each evaluation, returns True.
+    policy plays the ``eval_episodes`` selection episodes of ``eval_env`` (default: ``env``
+    when it is an id); choosing, confirming, stopping and the held-out score follow
+    :class:`rlcourse.agent.TrainingConfig`, as in :func:`rlcourse.dqn.train`. Training also
+    stops when ``callback(step, history, agent)``, run after each evaluation, returns True.
     """
     cfg = config or REINFORCEConfig()
     with torch_threads(cfg.num_threads):
@@ -384,7 +386,7 @@ def _train_reinforce(
         if schedule.should_stop(step, agent, callback, bar):
             break
     bar.close()
-    history.train_time = schedule.train_time()
+    schedule.finish(step, agent)
     return agent, history
 
 
@@ -475,5 +477,5 @@ def _train_a2c(
             break
     bar.close()
     history.episodes = steps.episodes
-    history.train_time = schedule.train_time()
+    schedule.finish(steps.env_steps, agent)
     return agent, history

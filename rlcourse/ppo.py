@@ -52,14 +52,20 @@ SAME_STEP = AutoresetMode.SAME_STEP
 
 @dataclass(frozen=True)
 class PPOConfig(TrainingConfig):
-    """Hyperparameters of PPO; the defaults solve CartPole-v1. They are the RL Zoo's tuned
+    """Hyperparameters of PPO. With the defaults, ``train`` hands back a solved CartPole-v1
+    agent (mean >= 475 over 100 held-out episodes) for each of seeds 0-9
+    (``benchmarks/cartpole.py``). They are the RL Zoo's tuned
     CartPole settings (8 envs x 32 steps, one minibatch of 256, lr 1e-3 decayed to 0) with
     the PPO paper's gamma 0.99 and lambda 0.95 in place of the Zoo's 0.98 and 0.8, and 6
     epochs per rollout instead of 20. Over seeds 0-19 that reached a greedy mean of 475 in
     a median of about 11k steps (the Zoo's settings with 10 epochs: about 20k) for under a
     third of the Zoo's gradient steps. ``PPOConfig.for_env("Pendulum-v1")`` gives the
-    Pendulum settings: gamma 0.9, lambda 0.95, rollouts of 8 x 512 steps, 10 epochs of
-    minibatches of 256, initial log-std -0.5."""
+    Pendulum settings, which hand back a policy with mean >= -200 over 100 held-out episodes
+    for seeds 0-9: gamma 0.95 (the Zoo's 0.9 learns faster but settles on slower swing-ups,
+    about -190), lambda 0.95, rollouts of 8 x 512 steps, 10 epochs of minibatches of 256,
+    initial log-std -0.5, and the whole 300k-step budget (no early stop: a policy that only
+    just clears -200 on the confirmation episodes falls below it on new ones about half the
+    time; the best confirmed one is kept)."""
 
     total_steps: int = 100_000  #: environment steps in all
     num_envs: int = 8  #: environments stepped at once
@@ -111,17 +117,18 @@ class PPOConfig(TrainingConfig):
         ``changes`` applied on top."""
         presets: dict[str, dict[str, Any]] = {
             "Pendulum-v1": {
-                "total_steps": 200_000,
+                "total_steps": 300_000,
                 "num_envs": 8,
                 "n_steps": 512,
                 "epochs": 10,
                 "minibatch_size": 256,
                 "lr": 1e-3,
-                "gamma": 0.9,
+                "gamma": 0.95,
                 "lam": 0.95,
                 "ent_coef": 0.0,
                 "log_std_init": -0.5,
                 "eval_every": 20_000,
+                "early_stop": False,
             },
         }
         return dataclasses.replace(cls(**presets.get(env_id, {})), **changes)
@@ -215,7 +222,7 @@ def _train(
             break
     bar.close()
     history.episodes = steps.episodes
-    history.train_time = schedule.train_time()
+    schedule.finish(steps.env_steps, agent)
     return agent, history
 
 
@@ -439,21 +446,20 @@ def _train_seeds(
             for name, value in zip(STAT_NAMES, row, strict=True):
                 getattr(history, name).append((step, value))
         bar.update(cfg.batch_size)
-        if schedules[0].due(step):
+        if any(s.due(step) for s in schedules if not s.stopped):
             stack.sync()
             for schedule, agent in zip(schedules, agents, strict=True):
-                schedule.evaluate(agent, step)
+                if not schedule.stopped:  # an agent with a confirmed solve is done
+                    schedule.evaluate(agent, step)
             bar.set_postfix(eval=" ".join(f"{h.evaluations[-1][1]:.0f}" for h in histories))
-            if cfg.solve_threshold is not None and all(
-                h.solved_step is not None for h in histories
-            ):
+            if all(schedule.stopped for schedule in schedules):
                 break
     bar.close()
     stack.sync()
     for (done_at, ret, length), copy_ in zip(steps.episodes, steps.episode_copies, strict=True):
         histories[copy_ // N].episodes.append((done_at // K, ret, length))
-    for history in histories:
-        history.train_time = clock.train_time()
+    for schedule, agent in zip(schedules, agents, strict=True):
+        schedule.finish(step, agent)
     return agents, histories
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -55,3 +56,20 @@ def test_env_throughput_benchmark_runs() -> None:
     }, out
     assert all(rates and min(rates) > 0 for rates in rows.values()), out
     assert len(rows["rlcourse torch, cpu, float64"]) == 3, out  # N = 1, 16, 256
+
+
+def test_cartpole_benchmark_worker_reports_a_held_out_solve() -> None:
+    """One rlcourse run of the CartPole benchmark (PPO, seed 0) reports a confirmed solve and
+    the held-out score of the agent handed back, under the course's definition."""
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "cartpole.py"), "--worker", "rlcourse", "ppo", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    line = [x for x in out.splitlines() if x.startswith("RESULT ")][-1]
+    result = json.loads(line[len("RESULT ") :])
+    assert result["confirmed"] and result["solved"], result
+    assert result["held_out"] >= 475 and 0 < result["time"] <= result["wall"], result
+    assert result["steps"] > 0 and "confirmed solve" in result["selection"], result

@@ -331,13 +331,14 @@ def test_learns_a_contextual_bandit(algorithm: str, mode: AutoresetMode) -> None
 @pytest.mark.parametrize(
     ("train", "cfg"),
     [
-        (pg.train_reinforce, pg.REINFORCEConfig(eval_every=5000, solve_threshold=475)),
-        (pg.train_a2c, pg.A2CConfig(eval_every=5000, solve_threshold=475)),
+        (pg.train_reinforce, pg.REINFORCEConfig()),
+        (pg.train_a2c, pg.A2CConfig()),
     ],
 )
 def test_solves_cartpole(train, cfg) -> None:
-    """The defaults, seed 0: the greedy policy reaches a mean >= 475 over 20 seeded evaluation
-    episodes within the default budget, and scores well on episodes it has not seen."""
+    """The defaults, seed 0: a confirmed solve, and the agent handed back is solved (mean >=
+    475 over 100 held-out episodes), also on 100 episodes of other seeds."""
     agent, history = train("CartPole-v1", cfg, seed=0, progress=False)
     assert history.solved_step is not None, history.evaluations
-    assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=20, seed=999).mean() >= 195
+    assert history.solved and history.held_out_mean >= 475, history.selection
+    assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=100, seed=900_000).mean() >= 475

@@ -48,7 +48,7 @@ def test_config_rejects_bad_values(field: str, value: object, message: str) -> N
 def test_presets() -> None:
     assert ppo.PPOConfig.for_env("CartPole-v1") == ppo.PPOConfig()
     pendulum = ppo.PPOConfig.for_env("Pendulum-v1")
-    assert pendulum.gamma == 0.9 and pendulum.total_steps == 200_000
+    assert pendulum.gamma == 0.95 and pendulum.total_steps == 300_000 and not pendulum.early_stop
     assert ppo.PPOConfig.for_env("Pendulum-v1", epochs=3).epochs == 3
 
 
@@ -146,12 +146,11 @@ def test_training_is_seeded() -> None:
 
 
 def test_ppo_solves_cartpole() -> None:
-    """The defaults, seed 0: a perfect greedy score (500) on 20 seeded episodes within 100,000
-    steps, and a solved policy (mean >= 475) on 20 episodes it never saw. (A policy that first
-    clears 475 on the evaluation episodes often falls short on new ones: chapter 7.)"""
-    cfg = ppo.PPOConfig(eval_every=2560, solve_threshold=500)
-    agent, history = ppo.train("CartPole-v1", cfg, seed=0, progress=False)
+    """The defaults, seed 0: a confirmed solve, and the agent handed back is solved (mean >=
+    475 over 100 held-out episodes), also on 100 episodes of other seeds."""
+    agent, history = ppo.train("CartPole-v1", seed=0, progress=False)
     assert history.solved_step is not None, history.evaluations
-    assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=20, seed=4242).mean() >= 475
+    assert history.solved and history.held_out_mean >= 475, history.selection
+    assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=100, seed=900_000).mean() >= 475
     kl = np.array([v for _, v in history.approx_kl])
     assert (kl >= 0).all() and kl.mean() < 0.1  # small policy steps, as PPO intends

@@ -359,7 +359,8 @@ def test_train_seeds_returns_one_agent_and_history_per_seed(trained) -> None:
 
 def test_train_seeds_evaluates_at_the_configured_interval(trained) -> None:
     """An evaluation at the first update at or past each multiple of eval_every (5120,
-    10240, 15104, 20224, 25088 for rollouts of 256 steps), for every agent."""
+    10240, 15104, 20224, 25088 for rollouts of 256 steps), and one of the final policy
+    (29952), so that the best policy is chosen among all of them, for every agent."""
     _, histories = trained
     batch, last = LEARN_CFG.batch_size, (LEARN_CFG.total_steps // LEARN_CFG.batch_size)
     expected, target = [], LEARN_CFG.eval_every
@@ -369,7 +370,8 @@ def test_train_seeds_evaluates_at_the_configured_interval(trained) -> None:
             target += LEARN_CFG.eval_every
     assert expected == [5120, 10240, 15104, 20224, 25088]
     for h in histories:
-        assert [s for s, _, _ in h.evaluations] == expected
+        assert [s for s, _, _ in h.evaluations] == [*expected, last * batch]
+        assert h.selected_step in [*expected, last * batch] and h.held_out_mean is not None
         assert all(8 <= mean <= 500 and std >= 0 for _, mean, std in h.evaluations)
         assert h.solved_step is None  # no threshold
 
