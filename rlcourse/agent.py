@@ -29,20 +29,31 @@ class Agent:
         self.net = net.to(self.device)
 
     def _obs_tensor(self, obs: Any) -> Tensor:
-        x = obs if isinstance(obs, Tensor) else torch.as_tensor(np.asarray(obs))
-        return x.to(self.device, torch.float32)
+        """``obs`` (an array, a list or a tensor on any device) as float32 on the net's device."""
+        if isinstance(obs, Tensor):
+            return obs.to(self.device, torch.float32)
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
     def act(self, obs: Any) -> Any:
-        """The agent's (deterministic) action: a scalar for one observation, an array (or a
-        tensor, for tensor input) for a batch."""
+        """The agent's (deterministic) action for one observation ``[*obs_shape]`` or a batch
+        ``[B, *obs_shape]``, answered in the form it was asked in, wherever the net is:
+
+        * a tensor gives a tensor on the tensor's device (``[]`` or ``[action_dim]`` for one
+          observation, ``[B]`` or ``[B, action_dim]`` for a batch);
+        * anything else (a NumPy array, a list) gives NumPy: a Python ``int`` for one
+          observation and discrete actions, an array otherwise, ready for a gymnasium env.
+        """
         x = self._obs_tensor(obs)
         single = x.dim() == len(self.observation_shape)
         actions = self._act(x.unsqueeze(0) if single else x)
-        if single:
-            a = actions[0]
-            return int(a) if a.dim() == 0 and not a.is_floating_point() else a.cpu().numpy()
-        return actions if isinstance(obs, Tensor) else actions.cpu().numpy()
+        actions = actions[0] if single else actions
+        if isinstance(obs, Tensor):
+            return actions.to(obs.device)
+        actions = actions.cpu().numpy()  # one copy to the host, whatever the device
+        if actions.ndim == 0 and actions.dtype.kind in "iu":
+            return int(actions)
+        return actions
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
@@ -395,15 +406,18 @@ def actor_critic_setup(
     """What PPO, A2C and REINFORCE do first: the device, the seeded vector env, a fresh
     ``ActorCritic`` for its spaces, the action bounds and the evaluation env id.
 
+    ``cfg.device="auto"`` follows the env (:func:`rlcourse.utils.resolve_device`): the GPU
+    for the course's torch envs on a GPU, the CPU for gymnasium's envs, which step on the host.
+
     Returns ``(device, envs, net, low, high, eval_env)``.
     """
     from rlcourse.envs.vector import make_vector_env
     from rlcourse.nets import ActorCritic, actor_critic_spec
     from rlcourse.utils import seed_everything
 
-    device = resolve_device(cfg.device)
     seed_everything(seed)
     envs = make_vector_env(env, cfg.num_envs)
+    device = resolve_device(cfg.device, envs)
     spec = actor_critic_spec(envs, algorithm)
     low, high = spec.pop("low", None), spec.pop("high", None)
     net = ActorCritic(**spec, hidden=cfg.hidden, log_std_init=cfg.log_std_init).to(device)

@@ -41,22 +41,42 @@ class ReplayBuffer:
         return self.size
 
     def add(
-        self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, terminated: Tensor
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        rewards: Tensor,
+        next_obs: Tensor,
+        terminated: Tensor,
+        valid: Tensor | None = None,
     ) -> None:
-        """Store a batch of ``B`` transitions (first dimension ``B``), overwriting the oldest."""
-        B = obs.shape[0]
+        """Store a batch of ``B`` transitions (first dimension ``B``), overwriting the oldest.
+
+        ``valid`` (bool ``[B]``) marks the rows that are transitions (see
+        :class:`rlcourse.envs.vector.Transitions`); only those are stored, in order. None:
+        every row is one, and nothing waits for the device (counting a mask on a GPU does:
+        pass None when :attr:`Transitions.all_valid` says every row is a transition).
+        """
+        batch = (obs, actions, rewards, next_obs, terminated)
+        if valid is not None and not bool(valid.all()):
+            keep = torch.nonzero(valid).squeeze(1)
+            batch = tuple(x[keep] for x in batch)
+        B = batch[0].shape[0]
         if B == 0:
             return
         if B > self.capacity:
             raise ValueError(f"cannot add {B} transitions to a buffer of capacity {self.capacity}")
-        idx = (self.pos + torch.arange(B, device=self.device)) % self.capacity
-        self.obs[idx] = obs
-        self.actions[idx] = actions
-        self.rewards[idx] = rewards
-        self.next_obs[idx] = next_obs
-        self.terminated[idx] = terminated.to(torch.float32)
+        # rows pos .. pos + B - 1 of the ring, as slices (no index tensor to build)
+        first = min(B, self.capacity - self.pos)
+        self._write(slice(self.pos, self.pos + first), batch, slice(0, first))
+        if first < B:  # the ring wraps around: the rest goes to its start
+            self._write(slice(0, B - first), batch, slice(first, B))
         self.pos = (self.pos + B) % self.capacity
         self.size = min(self.size + B, self.capacity)
+
+    def _write(self, rows: slice, batch: tuple[Tensor, ...], part: slice) -> None:
+        stores = (self.obs, self.actions, self.rewards, self.next_obs, self.terminated)
+        for store, x in zip(stores, batch, strict=True):
+            store[rows] = x[part]  # terminated: bool -> float32
 
     def sample(self, batch_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``batch_size`` transitions drawn uniformly with replacement."""
@@ -73,10 +93,15 @@ class ReplayBuffer:
             self.terminated[idx],
         )
 
-    def latest(self, batch_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """The ``batch_size`` most recent transitions (training without replay)."""
-        n = min(batch_size, self.size)
-        idx = (self.pos - 1 - torch.arange(n, device=self.device)) % self.capacity
+    def latest(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The ``n`` transitions added last, oldest first (``0 <= n <= len(self)``): what
+        learning without replay trains on, each transition once, as it arrives."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= self.size:
+            raise ValueError(
+                f"latest(n) needs an integer n between 0 and the {self.size} transitions "
+                f"stored, got {n!r}"
+            )
+        idx = (self.pos - n + torch.arange(n, device=self.device)) % self.capacity
         return (
             self.obs[idx],
             self.actions[idx],

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlcourse import dp
+from rlcourse import dp, tabular
 from rlcourse.mdp import TabularMDP
 
 _ATOL = 1e-6
@@ -139,130 +139,336 @@ _STATE_REWARD = (
 )
 
 
-def check_bellman_expectation_backup(fn: Callable[..., Tensor]) -> None:
-    """``fn(P [S,A,S], R [S,A], gamma, policy [S,A], V [S]) -> V_new [S]``."""
-    name, n = "bellman_expectation_backup", 0
-    for mdp in _cases():
+def _scalar(name: str, out: Any) -> float:
+    """The student's result as a float; a CheckError for anything that is not one number."""
+    try:
+        t = torch.as_tensor(out.detach() if isinstance(out, Tensor) else out, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise CheckError(f"{name} must return a number, got {type(out).__name__}") from None
+    if t.numel() != 1:
+        raise CheckError(f"{name} must return one number, got a result of shape {list(t.shape)}")
+    return float(t.reshape(()))
+
+
+def _expected_return(
+    P_pi: Tensor,
+    r_pi: Tensor,
+    gamma: float,
+    start: Tensor,
+    horizon: int,
+    *,
+    transposed: bool = False,
+    first_discounted: bool = False,
+    on_arrival: bool = False,
+) -> float:
+    """``E[sum_{t<H} gamma^t R_{t+1} | S_0 ~ start]`` by moving the state distribution forward;
+    the keywords make the classic mistakes."""
+    d, G = start.clone(), 0.0
+    for t in range(horizon):
+        if on_arrival:
+            d = d @ P_pi
+        G += gamma ** (t + 1 if first_discounted else t) * float(d @ r_pi)
+        if not on_arrival:
+            d = P_pi @ d if transposed else d @ P_pi
+    return G
+
+
+def check_expected_return(fn: Callable[..., Any]) -> None:
+    """``fn(P [S,A,S], R [S,A], gamma, policy [S,A], start [S], horizon) -> float``: the
+    expected discounted sum of the first ``horizon`` rewards, ``E[sum_{t=0}^{H-1} gamma^t
+    R_{t+1}]``, with ``S_0`` drawn from ``start`` and actions from ``policy``."""
+    name, n = "expected_return", 0
+    cases = [(_two_state_mdp(), torch.tensor([1.0, 0.0], dtype=torch.float64), 3)]
+    for seed, horizon in zip(range(4), (1, 4, 10, 25), strict=True):
+        mdp = _random_mdp(seed, gamma=(0.9, 0.8, 1.0, 0.95)[seed])
+        g = torch.Generator().manual_seed(seed + 2000)
+        start = torch.rand(mdp.n_states, generator=g, dtype=torch.float64)
+        cases.append((mdp, start / start.sum(), horizon))
+    cases.append((_random_mdp(7), torch.full((6,), 1 / 6, dtype=torch.float64), 0))
+    for mdp, start, horizon in cases:
         pi = _random_policy(n, mdp.n_states, mdp.n_actions)
-        V = torch.linspace(-1.0, 2.0, mdp.n_states, dtype=torch.float64)
-        got = _call(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, pi.clone(), V.clone())
-        Q = mdp.q_values(V)
-        action_blind = mdp.R + mdp.gamma * (mdp.P.mean(1) @ V)[:, None]
-        state_reward = mdp.R.mean(1, keepdim=True) + mdp.gamma * mdp.expected_next_values(V)
+        args = (mdp.P.clone(), mdp.R.clone(), mdp.gamma, pi.clone(), start.clone(), horizon)
+        got = _scalar(name, _invoke(name, fn, *args))
+        P_pi, r_pi = mdp.policy_matrices(pi)
+        P_u, r_u = mdp.policy_matrices(mdp.uniform_policy())
+        r_state = (pi * mdp.R.mean(1, keepdim=True)).sum(1)
+        g = mdp.gamma
         mistakes = {
-            "forgot the discount gamma": (pi * (mdp.R + mdp.expected_next_values(V))).sum(1),
-            "took the max over actions (that is the optimality backup, not the expectation "
-            "backup of a policy)": Q.amax(1),
-            "averaged over actions uniformly instead of weighting by pi(a|s)": Q.mean(1),
-            "left out the immediate reward r(s, a)": (
-                pi * mdp.gamma * mdp.expected_next_values(V)
-            ).sum(1),
-            "summed P over the wrong axis (P[s, a, s'] has the next state last)": (
-                pi * (mdp.R + mdp.gamma * torch.einsum("sat,s->ta", mdp.P, V))
-            ).sum(1),
-            "ignored the action in the transitions (averaged P over actions): the next "
-            "state depends on the action, use p(s'|s, a) of each action": (pi * action_blind).sum(
-                1
+            "multiplied the distribution from the wrong side (P_pi @ d): the next distribution "
+            "is d_{t+1}(s') = sum_s d_t(s) P_pi[s, s'], that is d @ P_pi": _expected_return(
+                P_pi, r_pi, g, start, horizon, transposed=True
             ),
-            _STATE_REWARD: (pi * state_reward).sum(1),
+            "discounted the first reward: R_{t+1} is weighted by gamma^t, so R_1 (t = 0) is not "
+            "discounted": _expected_return(P_pi, r_pi, g, start, horizon, first_discounted=True),
+            "summed one reward too many: a horizon H counts the rewards R_1, ..., R_H": (
+                _expected_return(P_pi, r_pi, g, start, horizon + 1)
+            ),
+            "summed one reward too few: a horizon H counts the rewards R_1, ..., R_H": (
+                _expected_return(P_pi, r_pi, g, start, max(horizon - 1, 0))
+            ),
+            "forgot the discount gamma": _expected_return(P_pi, r_pi, 1.0, start, horizon),
+            "paid the reward after moving: R_{t+1} = r(S_t, A_t) belongs to the state the agent "
+            "acts in, so weight r_pi by d_t before moving the distribution on": _expected_return(
+                P_pi, r_pi, g, start, horizon, on_arrival=True
+            ),
+            "weighted the actions uniformly instead of by pi(a|s)": _expected_return(
+                P_u, r_u, g, start, horizon
+            ),
+            _STATE_REWARD: _expected_return(P_pi, r_state, g, start, horizon),
         }
-        _compare(name, mdp.name, got, dp.expectation_backup(mdp, V, pi), mistakes)
+        expected = _expected_return(P_pi, r_pi, g, start, horizon)
+        case = f"{mdp.name}, horizon {horizon}, gamma {g}"
+        if abs(got - expected) > _ATOL:
+            message = f"{name} on the {case}: expected {expected:.6f}, got {got:.6f}."
+            for mistake, wrong in mistakes.items():
+                if abs(got - wrong) <= _ATOL:
+                    message += f" It looks like you {mistake}."
+                    break
+            raise CheckError(message)
         n += 1
     _passed(name, n)
 
 
-def check_exact_v_pi(fn: Callable[..., Tensor]) -> None:
-    """``fn(P [S,A,S], R [S,A], gamma, policy [S,A]) -> v_pi [S]`` (no terminal states)."""
-    name, n = "exact_v_pi", 0
+def _state_action_matrix(mdp: TabularMDP, next_policy: Tensor) -> Tensor:
+    """``M [S*A, S*A]`` with ``M[(s, a), (s', a')] = p(s'|s, a) pi(a'|s')``."""
+    S, A = mdp.n_states, mdp.n_actions
+    return torch.einsum("sat,tb->satb", mdp.P, next_policy).reshape(S * A, S * A)
+
+
+def _solve_q(mdp: TabularMDP, M: Tensor, R: Tensor) -> Tensor:
+    """Solve ``(I - gamma M) q = R`` over state-action pairs: ``[S, A]``."""
+    eye = torch.eye(M.shape[0], dtype=torch.float64)
+    return torch.linalg.solve(eye - mdp.gamma * M, R.reshape(-1)).view(mdp.n_states, -1)
+
+
+def check_exact_q_pi(fn: Callable[..., Tensor]) -> None:
+    """``fn(P [S,A,S], R [S,A], gamma, policy [S,A]) -> q_pi [S, A]`` (no terminal states)."""
+    name, n = "exact_q_pi", 0
     for mdp in _cases():
         pi = _random_policy(n, mdp.n_states, mdp.n_actions)
         got = _call(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, pi.clone())
-        P_pi, r_pi = mdp.policy_matrices(pi)
-        eye = torch.eye(mdp.n_states, dtype=torch.float64)
+        v_pi = dp.exact_policy_evaluation(mdp, pi)
+        expected = dp.q_from_v(mdp, v_pi)
+        M = _state_action_matrix(mdp, pi)
+        S, A = mdp.n_states, mdp.n_actions
+        at_current = torch.einsum("sat,sb->satb", mdp.P, pi).reshape(S * A, S * A)
+        v_star = dp.value_iteration(mdp, theta=1e-13).V
         mistakes = {
-            "solved (I - P_pi) v = r_pi without the discount gamma": torch.linalg.lstsq(
-                eye - P_pi + 1e-12 * eye, r_pi.unsqueeze(1)
-            ).solution.squeeze(1),
-            "used the transpose of P_pi (rows of P_pi are the current state s)": torch.linalg.solve(
-                eye - mdp.gamma * P_pi.T, r_pi
+            "took the max over the next actions: that is the optimality equation, whose "
+            "solution is q_*, not the expectation equation of the policy": dp.q_from_v(mdp, v_star),
+            "weighted the next actions uniformly instead of by pi(a'|s')": dp.q_from_v(
+                mdp, dp.exact_policy_evaluation(mdp, mdp.uniform_policy())
             ),
-            "returned r_pi, the one-step reward, instead of the value": r_pi,
-            "weighted the actions uniformly instead of by pi(a|s) when forming P_pi and "
-            "r_pi": torch.linalg.solve(eye - mdp.gamma * mdp.P.mean(1), mdp.R.mean(1)),
+            "weighted the next action by pi(a'|s) of the current state; it is pi(a'|s') of the "
+            "next state s'": _solve_q(mdp, at_current, mdp.R),
+            "used the transpose of the state-action transition matrix (rows are the pair "
+            "(s, a) you are in, columns the next pair (s', a'))": _solve_q(mdp, M.T, mdp.R),
+            "returned r(s, a), the one-step reward, instead of q_pi": mdp.R,
+            "returned v_pi(s) for every action: q_pi(s, a) fixes the first action a": (
+                v_pi[:, None].expand(S, A)
+            ),
+            _STATE_REWARD: _solve_q(mdp, M, mdp.R.mean(1, keepdim=True).expand(S, A)),
         }
-        _compare(name, mdp.name, got, torch.linalg.solve(eye - mdp.gamma * P_pi, r_pi), mistakes)
+        _compare(name, mdp.name, got, expected, mistakes, what="(state, action)")
         n += 1
     _passed(name, n)
 
 
 # ------------------------------------------------------ chapter 2 exercises
-def check_value_iteration_sweep(fn: Callable[..., Tensor]) -> None:
-    """``fn(P [S,A,S], R [S,A], gamma, V [S]) -> V_new [S]``: one Bellman optimality sweep."""
-    name, n = "value_iteration_sweep", 0
-    for mdp in _cases():
-        V = torch.linspace(2.0, -1.0, mdp.n_states, dtype=torch.float64)
-        got = _call(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, V.clone())
-        Q = mdp.q_values(V)
-        mistakes = {
-            "forgot the discount gamma": (mdp.R + mdp.expected_next_values(V)).amax(1),
-            "averaged over actions (that evaluates the random policy) instead of taking the "
-            "max": Q.mean(1),
-            "took the max over next states instead of the expectation under P": (
-                mdp.R + mdp.gamma * V.amax()
-            ).amax(1),
-            "took the max of the immediate reward only, ignoring the next state's value": (
-                mdp.R.amax(1)
-            ),
-            "returned the argmax (the greedy action) instead of the max (its value)": (
-                Q.argmax(1).to(torch.float64)
-            ),
+def _chain_mdp(gamma: float = 0.9, length: int = 12) -> TabularMDP:
+    """An episodic MDP where only a complete evaluation finds the optimal policy.
+
+    Two actions. State 0: action 0 cashes in +1 and ends the episode, action 1 walks into
+    a chain 1, ..., ``length - 1`` of states whose two actions are identical (exact ties)
+    and that pays +10 at its end, ``length - 1`` steps later. State ``length``: action 0
+    cashes in +1, action 1 pays nothing now but leads to state ``length + 1``, whose actions
+    both pay +5 and end. The last state is terminal. With gamma 0.9 walking is optimal in
+    both (``0.9**11 * 10 = 3.1`` and ``0.9 * 5 = 4.5`` against 1); the immediate reward
+    says cash in, and so does an evaluation of fewer than ``length - 1`` sweeps at state 0.
+    """
+    D, E, T = length, length + 1, length + 2
+    S = length + 3
+    P = torch.zeros(S, 2, S, dtype=torch.float64)
+    R = torch.zeros(S, 2, dtype=torch.float64)
+    P[0, 0, T], R[0, 0], P[0, 1, 1] = 1.0, 1.0, 1.0
+    for s in range(1, length - 1):
+        P[s, :, s + 1] = 1.0
+    P[length - 1, :, T], R[length - 1] = 1.0, 10.0
+    P[D, 0, T], R[D, 0], P[D, 1, E] = 1.0, 1.0, 1.0
+    P[E, :, T], R[E] = 1.0, 5.0
+    P[T, :, T] = 1.0
+    terminal = torch.zeros(S, dtype=torch.bool)
+    terminal[T] = True
+    return TabularMDP(P, R, gamma, terminal, name=f"delayed-reward chain (gamma {gamma})")
+
+
+def _sweeps(mdp: TabularMDP, backup: Callable[[Tensor], Tensor], k: int | None) -> Tensor:
+    """``k`` sweeps of ``backup`` from zero, or (``k=None``) sweeps to its fixed point."""
+    V = torch.zeros(mdp.n_states, dtype=torch.float64)
+    for _ in range(k or 100_000):
+        V_new = backup(V)
+        if k is None and (V_new - V).abs().max() < 1e-13:
+            return V_new
+        V = V_new
+    return V
+
+
+def _one_hot_policy(name: str, case: str, policy: Any, mdp: TabularMDP) -> Tensor:
+    """The student's deterministic policy ``[S, A]`` as float64, or a CheckError saying why not."""
+    if not isinstance(policy, Tensor):
+        raise CheckError(f"{name} must return the policy as a torch tensor [S, A]")
+    if tuple(policy.shape) != (mdp.n_states, mdp.n_actions):
+        raise CheckError(
+            f"{name} on the {case}: the policy must have shape [S, A] = "
+            f"[{mdp.n_states}, {mdp.n_actions}], got {list(policy.shape)}"
+        )
+    pi = policy.detach().to(torch.float64)
+    one_hot = ((pi == 0) | (pi == 1)).all(1) & (pi.sum(1) == 1)
+    if not one_hot.all():
+        s = int(torch.nonzero(~one_hot)[0])
+        raise CheckError(
+            f"{name} on the {case}: row {s} of the policy is {pi[s].tolist()}; return a "
+            "deterministic policy, one-hot rows (a 1 on the chosen action)"
+        )
+    return pi
+
+
+def _check_optimal_policy(
+    name: str, case: str, mdp: TabularMDP, pi: Tensor, q_star: Tensor
+) -> str | None:
+    """The message for the first state whose chosen action is not optimal (naming the
+    classic mistake behind it), or None when every chosen action is optimal."""
+    best = q_star >= q_star.amax(1, keepdim=True) - _ATOL
+    wrong = ((pi > 0) & ~best).any(1)
+    if not wrong.any():
+        return None
+    s = int(torch.nonzero(wrong)[0])
+    a = int(pi[s].argmax())
+    message = (
+        f"{name} on the {case}: in state {s} your policy takes action {a}, with q*(s, a) = "
+        f"{q_star[s, a].item():.4f}, but action {int(q_star[s].argmax())} has "
+        f"{q_star[s].max().item():.4f}."
+    )
+    on_reward = mdp.R >= mdp.R.amax(1, keepdim=True) - 1e-12
+    if not ((pi > 0) & ~on_reward).any():
+        message += (
+            " It looks like you maximised the immediate reward r(s, a) only: the greedy "
+            "action maximises r(s, a) + gamma sum_s' p(s'|s, a) v(s'), which counts what follows."
+        )
+    return message
+
+
+def _value_iteration_mistakes(mdp: TabularMDP) -> dict[str, Tensor]:
+    """What value iteration with each classic mistake returns on ``mdp``."""
+
+    def optimal(V: Tensor) -> Tensor:
+        return dp.optimality_backup(mdp, V)
+
+    def max_next_state(V: Tensor) -> Tensor:
+        return (mdp.R + mdp.gamma * V.amax()).amax(1)
+
+    def action_blind(V: Tensor) -> Tensor:
+        return (mdp.R + mdp.gamma * (mdp.P.mean(1) @ V)[:, None]).amax(1)
+
+    def state_reward(V: Tensor) -> Tensor:
+        return (mdp.R.mean(1, keepdim=True) + mdp.gamma * mdp.expected_next_values(V)).amax(1)
+
+    mistakes = {
+        f"stopped after {k} sweep{'s' if k > 1 else ''}: keep sweeping until the largest "
+        "change max_s |V_new(s) - V(s)| of a sweep is below theta": _sweeps(mdp, optimal, k)
+        for k in (1, 2, 3)
+    }
+    average = "averaged over the actions (that evaluates the random policy) instead of max"
+    mistakes[average] = dp.exact_policy_evaluation(mdp, mdp.uniform_policy())
+    if mdp.gamma < 1:  # these fixed points exist for gamma < 1 only
+        mistakes["took the max over next states instead of the expectation under P"] = _sweeps(
+            mdp, max_next_state, None
+        )
+        mistakes[
             "ignored the action in the transitions (averaged P over actions): the next "
-            "state depends on the action, use p(s'|s, a) of each action": (
-                mdp.R + mdp.gamma * (mdp.P.mean(1) @ V)[:, None]
-            ).amax(1),
-            _STATE_REWARD: (
-                mdp.R.mean(1, keepdim=True) + mdp.gamma * mdp.expected_next_values(V)
-            ).amax(1),
-        }
-        _compare(name, mdp.name, got, dp.optimality_backup(mdp, V), mistakes)
+            "state depends on the action, use p(s'|s, a) of each action"
+        ] = _sweeps(mdp, action_blind, None)
+        mistakes[_STATE_REWARD] = _sweeps(mdp, state_reward, None)
+    return mistakes
+
+
+def check_value_iteration(fn: Callable[..., Any]) -> None:
+    """``fn(P [S,A,S], R [S,A], gamma, theta) -> (V [S], policy [S, A])``: value iteration
+    until the largest change of a sweep is below ``theta``, and a greedy policy."""
+    name, n = "value_iteration", 0
+    theta = 1e-10
+    for mdp in [*_cases(), _chain_mdp(0.9), _chain_mdp(1.0)]:
+        out = _invoke(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, theta)
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise CheckError(f"{name} must return a pair (V, policy)")
+        V, policy = out
+        if not isinstance(V, Tensor):
+            raise CheckError(f"{name} must return V as a torch tensor [S]")
+        v_star = dp.value_iteration(mdp, theta=1e-13).V
+        right = V.shape == v_star.shape and torch.allclose(V.detach().double(), v_star, atol=_ATOL)
+        _compare(name, mdp.name, V, v_star, {} if right else _value_iteration_mistakes(mdp))
+        pi = _one_hot_policy(name, mdp.name, policy, mdp)
+        message = _check_optimal_policy(name, mdp.name, mdp, pi, dp.q_from_v(mdp, v_star))
+        if message:
+            raise CheckError(message)
         n += 1
     _passed(name, n)
 
 
-def check_greedy_policy(fn: Callable[..., Tensor]) -> None:
-    """``fn(P [S,A,S], R [S,A], gamma, V [S]) -> policy [S,A]``, one-hot greedy in ``q``."""
-    name, n = "greedy_policy", 0
-    for mdp in _cases():
-        g = torch.Generator().manual_seed(n)
-        V = torch.randn(mdp.n_states, generator=g, dtype=torch.float64) * 3
-        got = _call(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, V.clone())
-        if tuple(got.shape) != (mdp.n_states, mdp.n_actions):
+def check_q_policy_iteration(fn: Callable[..., Any]) -> None:
+    """``fn(P [S,A,S], R [S,A], gamma, policy [S,A]) -> (Q [S,A], policy [S,A])``: policy
+    iteration on action values from a deterministic ``policy``, to ``q_*`` and a policy
+    greedy in it that keeps the current action wherever that ties with the best."""
+    name, n = "q_policy_iteration", 0
+    chain = _chain_mdp(0.9)
+    S = chain.n_states
+    cash_in = torch.zeros(S, 2, dtype=torch.float64)
+    cash_in[:, 0] = 1.0
+    optimal_late = torch.zeros(S, 2, dtype=torch.float64)
+    optimal_late[:, 1] = 1.0  # walks where walking is best, action 1 wherever actions tie
+    cases = [(chain, cash_in, "from 'cash in everywhere'"), (chain, optimal_late, "ties")]
+    for seed in range(4):
+        mdp = _random_mdp(seed)
+        g = torch.Generator().manual_seed(seed + 3000)
+        actions = torch.randint(0, mdp.n_actions, (mdp.n_states,), generator=g)
+        cases.append((mdp, torch.nn.functional.one_hot(actions, mdp.n_actions).double(), ""))
+    for mdp, start, label in cases:
+        case = f"{mdp.name}{', ' + label if label else ''}"
+        out = _invoke(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, start.clone())
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise CheckError(f"{name} must return a pair (Q, policy)")
+        Q, policy = out
+        if not isinstance(Q, Tensor):
+            raise CheckError(f"{name} must return Q as a torch tensor [S, A]")
+        pi = _one_hot_policy(name, case, policy, mdp)
+        q_star = dp.q_from_v(mdp, dp.value_iteration(mdp, theta=1e-13).V)
+        message = _check_optimal_policy(name, case, mdp, pi, q_star)
+        if message:
+            if "immediate reward" not in message:
+                message += (
+                    " Policy iteration may stop only when the policy is greedy in its own "
+                    "q_pi: evaluate each policy to convergence (an exact solve, or sweeps "
+                    "until the change is below a small theta). With values that are not yet "
+                    "q_pi, a policy can look stable and still be poor."
+                )
+            raise CheckError(message)
+        if label == "ties" and not torch.equal(pi, start):
+            s = int(torch.nonzero((pi != start).any(1))[0])
             raise CheckError(
-                f"{name} must return a policy of shape [S, A] = "
-                f"[{mdp.n_states}, {mdp.n_actions}], got {list(got.shape)}"
+                f"{name} on the {case}: you started from an optimal policy and changed "
+                f"state {s}'s action {int(start[s].argmax())} to {int(pi[s].argmax())}, though "
+                f"both have q = {q_star[s].max().item():.4f}. Keep the current action wherever "
+                "it ties with the best; a rule that may pick another of the tied actions can "
+                "switch between equally good policies for ever and never see a stable policy "
+                "(Sutton & Barto, Exercise 4.4)."
             )
-        ties = dp.greedy_ties(mdp, V, 1e-9)
-        chosen = got.detach().to(torch.float64)
-        if not torch.allclose(chosen.sum(1), torch.ones(mdp.n_states, dtype=torch.float64)):
-            raise CheckError(
-                f"{name}: each row must be a probability distribution over actions "
-                "(one-hot for a deterministic policy)"
-            )
-        wrong = ((chosen > 0) & ~ties).any(1)
-        if wrong.any():
-            s = int(torch.nonzero(wrong)[0])
-            Q = mdp.q_values(V)
-            a_got = int(chosen[s].argmax())
-            hint = ""
-            if a_got == int(mdp.R[s].argmax()):
-                hint = " It looks like you maximised the immediate reward r(s, a) only."
-            elif a_got == int(mdp.expected_next_values(V)[s].argmax()):
-                hint = " It looks like you left out the immediate reward r(s, a)."
-            raise CheckError(
-                f"{name} on the {mdp.name}: in state {s} you chose action {a_got} with "
-                f"q = {Q[s, a_got].item():.4f}, but action {int(Q[s].argmax())} has "
-                f"q = {Q[s].max().item():.4f}.{hint}"
-            )
+        q_start = _solve_q(mdp, _state_action_matrix(mdp, start), mdp.R)
+        mistakes = {
+            "returned the immediate rewards R instead of q": mdp.R,
+            "returned the action values of the policy you started from, not of the final "
+            "policy": q_start,
+        }
+        _compare(name, case, Q, q_star, mistakes, what="(state, action)")
         n += 1
     _passed(name, n)
 
@@ -300,39 +506,197 @@ def _first_difference(
     raise CheckError(message)
 
 
-def check_discounted_returns(fn: Callable[..., Any]) -> None:
-    """``fn(rewards [T], gamma) -> G [T]`` with ``G_t = R_{t+1} + gamma G_{t+1}``."""
-    name, n = "discounted_returns", 0
-    rng = np.random.default_rng(0)
-    cases = [(np.array([1.0, 0.0, 2.0]), 0.5), (np.array([0.0, 0.0, 0.0, 1.0]), 0.9)]
-    cases += [(rng.normal(size=int(rng.integers(2, 12))), float(g)) for g in (0.0, 0.7, 0.99, 1.0)]
-    for rewards, gamma in cases:
-        T = len(rewards)
-        got = _call_np(name, fn, rewards.copy(), gamma)
-        expected = np.array(
-            [sum(gamma ** (k - t) * rewards[k] for k in range(t, T)) for t in range(T)]
-        )
-        whole = np.full(T, sum(gamma**k * rewards[k] for k in range(T)))
-        mistakes = {
-            "gave every step the whole episode's return G_0 instead of the return from that "
-            "step on (reward-to-go)": whole,
-            "did not discount": np.cumsum(rewards[::-1])[::-1],
-            "discounted from the start of the episode (gamma^k with k counted from t=0, not "
-            "from t)": np.array(
-                [sum(gamma**k * rewards[k] for k in range(t, T)) for t in range(T)]
-            ),
-            "returned the rewards themselves": rewards,
-        }
-        _first_difference(
-            name,
-            f"rewards {np.round(rewards, 2).tolist()}, gamma {gamma}",
-            got,
-            expected,
-            mistakes,
-            "step t =",
-        )
-        n += 1
+def _episode_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """``G_t = R_{t+1} + gamma G_{t+1}`` of every step ``t`` (``rewards[t]`` holds ``R_{t+1}``)."""
+    G, returns = 0.0, np.zeros(len(rewards))
+    for t in reversed(range(len(rewards))):
+        G = rewards[t] + gamma * G
+        returns[t] = G
+    return returns
+
+
+def _first_visit_mc(
+    V: np.ndarray,
+    counts: np.ndarray,
+    states: list[int],
+    rewards: list[float],
+    gamma: float,
+    mistake: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """First-visit MC with sample averages on one episode (``states`` S_0..S_T, new arrays),
+    or a classic mistake."""
+    V, counts = V.copy(), counts.copy()
+    r = np.asarray(rewards, dtype=np.float64)
+    G = _episode_returns(r, 1.0 if mistake == "undiscounted" else gamma)
+    if mistake == "whole":
+        G = np.full(len(r), G[0])
+    elif mistake == "skips":  # G_t built from rewards[t + 1:], as if rewards[t] held R_t
+        G = np.append(_episode_returns(r[1:], gamma), 0.0)
+    G = np.append(G, 0.0)  # G_T = 0, used only by the "terminal" mistake
+    T = len(r) + (mistake == "terminal")  # S_T, where the episode ended, has no return
+    first: dict[int, int] = {}
+    for t, s in enumerate(states[:T]):
+        if mistake == "last" or s not in first:
+            first[s] = t
+    visits = range(T) if mistake == "every" else sorted(first.values())
+    for t in visits:
+        s = states[t]
+        counts[s] = 1 if mistake == "reset" else counts[s] + 1
+        step = 1.0 / (counts[s] + 1) if mistake == "plus-one" else 1.0 / counts[s]
+        V[s] += step * (G[t] - V[s])
+    return V, counts
+
+
+def _mc_episodes(seed: int, S: int, n: int, T_max: int = 9) -> list[tuple[list[int], list[float]]]:
+    """``n`` random episodes ``(states, rewards)``: ``T + 1`` states over ``0..S-2`` with
+    revisits, ending in the terminal state ``S - 1``, and ``T`` rewards."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for _ in range(n):
+        T = int(rng.integers(3, T_max + 1))
+        states = [int(s) for s in rng.integers(0, S - 1, size=T)]
+        states[-1] = states[0]  # at least one state visited twice
+        episodes.append(([*states, S - 1], [round(float(x), 3) for x in rng.normal(size=T)]))
+    return episodes
+
+
+def check_first_visit_mc(fn: Callable[..., Any]) -> None:
+    """``fn(V [S], counts [S], states [T + 1], rewards [T], gamma) -> V [S]``: first-visit MC
+    with sample averages on one episode that ended in ``states[T]``, ``counts`` updated in place.
+
+    Checked on sequences of episodes (the same ``V`` and ``counts`` carried from one to the
+    next), against the reference and the classic mistakes.
+    """
+    name, n = "first_visit_mc_update", 0
+    hand = [([0, 1, 0, 2, 4], [1.0, 0.0, 2.0, 3.0]), ([2, 2, 1, 3, 4], [0.0, 1.0, -1.0, 2.0])]
+    sequences = [(np.zeros(5), np.zeros(5, dtype=np.int64), hand, 0.5)]  # state 4 is terminal
+    rng = np.random.default_rng(3)
+    for seed, gamma in ((0, 1.0), (1, 0.9), (2, 0.7)):
+        V0 = np.round(rng.normal(size=6), 2)
+        counts0 = rng.integers(0, 4, size=6)
+        sequences.append((V0, counts0, _mc_episodes(seed, 6, 4), gamma))
+    mistakes = {
+        "every": "updated V(s) at every visit of s: first-visit MC uses only the return that "
+        "follows the first visit in each episode",
+        "last": "used the return of the last visit to s in the episode instead of the first "
+        "(a dict of returns filled forwards keeps the last one)",
+        "whole": "gave every state the whole episode's return G_0 instead of the return from "
+        "its first visit on",
+        "undiscounted": "did not discount the rewards (G_t = R_{t+1} + gamma G_{t+1})",
+        "skips": "left out R_{t+1} from G_t: rewards[t] holds R_{t+1}, the reward that follows "
+        "S_t, so the return from S_t starts with rewards[t]",
+        "reset": "did not keep the counts: N(s) must count every return of s so far, over all "
+        "episodes (update counts in place), so that V(s) is their average",
+        "plus-one": "stepped by 1 / (N + 1): count the new return first, then move V(s) by "
+        "1 / N(s) towards it",
+        "terminal": "updated S_T too, the state where the episode ended: it has no return to "
+        "learn (states[T] is there only to say where the episode ended)",
+    }
+    for k, (V0, counts0, episodes, gamma) in enumerate(sequences):
+        V, counts = V0.astype(np.float64), counts0.astype(np.int64)
+        ref = (V.copy(), counts.copy())
+        wrong = {m: (V.copy(), counts.copy()) for m in mistakes}
+        for e, (states, rewards) in enumerate(episodes):
+            ref = _first_visit_mc(*ref, states, rewards, gamma)
+            wrong = {m: _first_visit_mc(*wrong[m], states, rewards, gamma, m) for m in mistakes}
+            got = _call_np(name, fn, V, counts, list(states), list(rewards), gamma)
+            case = (
+                f"sequence {k + 1}, episode {e + 1}: states {states}, rewards {rewards}, "
+                f"gamma {gamma}"
+            )
+            _first_difference(
+                name, case, got, ref[0], {mistakes[m]: wrong[m][0] for m in mistakes}, "state"
+            )
+            if not np.array_equal(counts, ref[1]):
+                like = [mistakes[m] for m in mistakes if np.array_equal(counts, wrong[m][1])]
+                raise CheckError(
+                    f"{name} ({case}): counts after the episode should be {ref[1].tolist()}, "
+                    f"got {counts.tolist()}: add 1 to counts[s] for the first visit of each "
+                    "state s, in place." + (f" It looks like you {like[0]}." if like else "")
+                )
+            V = got
+            n += 1
     _passed(name, n)
+
+
+def _n_step_td(
+    V: np.ndarray,
+    states: list[int],
+    rewards: list[float],
+    n: int,
+    alpha: float,
+    gamma: float,
+    mistake: str = "",
+) -> np.ndarray:
+    """n-step TD on one terminated episode (``states`` S_0..S_T), or a classic mistake."""
+    V, T = V.copy(), len(rewards)
+    start = V.copy()  # the values before the episode, for the "offline" mistake
+    discount = alpha if mistake == "alpha" else gamma
+    last = T - n if mistake == "tail" else T - 1  # the last tau updated
+    for tau in range(last + 1):
+        end = min(tau + n, T)  # the return stops at the end of the episode
+        if mistake == "skips":  # R_i read as rewards[i]: R_{tau+1} .. R_{tau+n}, index guarded
+            G = sum(discount ** (i - tau - 1) * rewards[i] for i in range(tau + 1, min(end + 1, T)))
+        else:  # rewards[i] holds R_{i+1}: weight gamma^(i - tau)
+            G = sum(
+                discount ** (i - tau + (mistake == "first")) * rewards[i] for i in range(tau, end)
+            )
+        source = start if mistake == "offline" else V
+        if tau + n < T:
+            G += discount ** (n - 1 if mistake == "n-1" else n) * source[states[tau + n]]
+        elif mistake == "terminal":
+            G += discount ** (end - tau) * source[states[T]]
+        V[states[tau]] += alpha * (G - V[states[tau]])
+    return V
+
+
+def check_n_step_td_episode(fn: Callable[..., Any]) -> None:
+    """``fn(V [S], states [T + 1], rewards [T], n, alpha, gamma) -> V [S]``: n-step TD on one
+    episode that terminated in ``states[T]``, updates in the book's order."""
+    name, n_checks = "n_step_td_episode", 0
+    cases: list[tuple[np.ndarray, list[int], list[float], int, float, float]] = []
+    chain = np.zeros(7)
+    chain[6] = 5.0  # the terminal state's entry holds junk that must never be read
+    cases.append((chain, [3, 4, 5, 6], [0.0, 0.0, 1.0], 2, 1.0, 0.5))
+    rng = np.random.default_rng(5)
+    for n, alpha, gamma, T in (
+        (3, 0.5, 0.9, 8),
+        (1, 0.3, 0.8, 6),
+        (2, 0.4, 1.0, 9),
+        (20, 0.2, 0.9, 7),
+    ):
+        V = np.round(rng.normal(size=6), 2)
+        states = [int(s) for s in rng.integers(0, 5, size=T)]
+        states[2] = states[n % T] = states[0]  # revisits, so that the order of updates matters
+        rewards = [round(float(x), 2) for x in rng.normal(size=T)]
+        cases.append((V, [*states, 5], rewards, n, alpha, gamma))  # state 5 is terminal
+    mistakes = {
+        "tail": "left out the last updates of the episode: the states whose n steps run past "
+        "the end still need their update, with the return up to the end (the book's loop goes "
+        "on after termination until tau = T - 1)",
+        "terminal": "bootstrapped from V(S_T) of the terminal state: where the n steps reach the "
+        "end of the episode the return has no bootstrap term (v(terminal) = 0)",
+        "offline": "computed the targets from the values from before the episode: V(S_tau) is "
+        "updated at step tau + n - 1, and later targets bootstrap from the values updated by then",
+        "n-1": "discounted the bootstrap by gamma^(n-1): V(S_{tau+n}) comes n steps later, so "
+        "its weight is gamma^n",
+        "skips": "summed the wrong rewards: rewards[t] holds R_{t+1}, so the n-step return of "
+        "S_tau is rewards[tau] + gamma rewards[tau + 1] + ... + gamma^(n-1) rewards[tau + n - 1]",
+        "first": "discounted the first reward R_{tau+1}: it comes with weight gamma^0 = 1",
+        "alpha": "used the learning rate alpha as the discount in the n-step return",
+    }
+    for k, (V, states, rewards, n, alpha, gamma) in enumerate(cases):
+        got = _call_np(name, fn, V.copy(), list(states), list(rewards), n, alpha, gamma)
+        expected = _n_step_td(V, states, rewards, n, alpha, gamma)
+        wrong = {
+            text: _n_step_td(V, states, rewards, n, alpha, gamma, m) for m, text in mistakes.items()
+        }
+        case = (
+            f"case {k + 1}: states {states}, rewards {rewards}, n {n}, alpha {alpha}, gamma {gamma}"
+        )
+        _first_difference(name, case, got, expected, wrong, "state")
+        n_checks += 1
+    _passed(name, n_checks)
 
 
 def _td_cases() -> list[dict[str, Any]]:
@@ -374,83 +738,131 @@ def _moved(table: np.ndarray, index: Any, alpha: float, target: float) -> np.nda
     return out
 
 
-def check_td0_update(fn: Callable[..., Any]) -> None:
-    """``fn(V [S], s, r, s_next, terminated, alpha, gamma) -> V [S]`` after one TD(0) update."""
-    name, n = "td0_update", 0
-    for c in _td_cases():
-        V, s, r, s2 = c["V"], c["s"], c["r"], c["s_next"]
-        alpha, gamma, term = c["alpha"], c["gamma"], c["terminated"]
-        got = _call_np(name, fn, V.copy(), s, r, s2, term, alpha, gamma)
-        boot = 0.0 if term else V[s2]
-        mistakes = {
-            "bootstrapped from V(S') after the episode terminated (no terminal masking)": _moved(
-                V, s, alpha, r + gamma * V[s2]
-            ),
-            "used the learning rate alpha as the discount in the TD target": _moved(
-                V, s, alpha, r + alpha * boot
-            ),
-            "forgot the discount gamma": _moved(V, s, alpha, r + boot),
-            "replaced V(S) by the TD target instead of moving it a step alpha towards it": _moved(
-                V, s, 1.0, r + gamma * boot
-            ),
-            "updated the next state's value V(S') instead of V(S)": _moved(
-                V, s2, alpha, r + gamma * boot
-            ),
+def _control_cases(ties: bool) -> list[dict[str, Any]]:
+    """The transitions of :func:`_td_cases` with an epsilon each and a second table ``Q2``
+    whose best action in ``S'`` differs from Q's; with ``ties``, ``Q(S', .)`` has tied best
+    actions in two cases (as when Q starts at zeros)."""
+    rng = np.random.default_rng(2)
+    cases = []
+    for k, (c, eps) in enumerate(zip(_td_cases(), (0.1, 0.3, 0.2, 0.5, 0.0, 1.0), strict=True)):
+        Q, s2 = c["Q"], c["s_next"]
+        Q2 = Q + rng.normal(size=Q.shape) * 2
+        if Q2[s2].argmax() == Q[s2].argmax():  # the two tables disagree on the best action
+            Q2[s2, Q[s2].argmax()] = Q2[s2].min() - 1.0
+        if ties and k in (0, 3):
+            Q[s2, :2] = Q[s2].max() + 0.5
+        cases.append({**c, "Q2": Q2, "epsilon": eps})
+    return cases
+
+
+def check_expected_sarsa_update(fn: Callable[..., Any]) -> None:
+    """``fn(Q [S,A], s, a, r, s_next, terminated, alpha, gamma, epsilon) -> Q [S,A]``: one
+    Expected SARSA update, ``Q(S,A) += alpha [R + gamma sum_a pi(a|S') Q(S',a) - Q(S,A)]``
+    with ``pi`` epsilon-greedy on ``Q`` (the greedy mass split among tied actions)."""
+    name, n = "expected_sarsa_update", 0
+    for c in _control_cases(ties=True):
+        Q, s, a, r, s2 = c["Q"], c["s"], c["a"], c["r"], c["s_next"]
+        alpha, gamma, term, eps = c["alpha"], c["gamma"], c["terminated"], c["epsilon"]
+        got = _call_np(name, fn, Q.copy(), s, a, r, s2, term, alpha, gamma, eps)
+        q2, A = Q[s2], Q.shape[1]
+        greedy = (q2 == q2.max()) / (q2 == q2.max()).sum()  # the greedy policy, ties split
+        pi = tabular.epsilon_greedy_probs(q2[None], np.array([eps]))[0]
+        # the policies that classic mistakes average Q(S', .) over
+        wrong_policies = {
+            "bootstrapped from max_a Q(S', a): that is Q-learning; Expected SARSA averages "
+            "Q(S', a) over the epsilon-greedy policy": np.eye(A)[q2.argmax()],
+            "gave the greedy probability 1 - epsilon to each of the tied best actions: split "
+            "it among them, so that the probabilities sum to 1": eps / A
+            + (1 - eps) * (q2 == q2.max()),
+            "averaged Q(S', a) uniformly over the actions (epsilon ignored)": np.full(A, 1 / A),
+            "weighted the actions with epsilon and 1 - epsilon swapped: pi(a|S') = epsilon / A "
+            "+ (1 - epsilon) for a greedy action": (1 - eps) / A + eps * greedy,
+            "gave the greedy action 1 - epsilon only: it also gets epsilon / A from exploring, "
+            "so that the probabilities sum to 1": np.where(greedy > 0, (1 - eps) * greedy, eps / A),
         }
-        expected = _moved(V, s, alpha, r + gamma * boot)
-        _first_difference(name, c["label"], got, expected, mistakes, "state")
-        n += 1
-    _passed(name, n)
-
-
-def _check_control_update(name: str, fn: Callable[..., Any], sarsa: bool) -> int:
-    n = 0
-    for c in _td_cases():
-        Q, s, a, r, s2, a2 = c["Q"], c["s"], c["a"], c["r"], c["s_next"], c["a_next"]
-        alpha, gamma, term = c["alpha"], c["gamma"], c["terminated"]
-        args = (s, a, r, s2, a2, term, alpha, gamma) if sarsa else (s, a, r, s2, term, alpha, gamma)
-        got = _call_np(name, fn, Q.copy(), *args)
-        q_next = Q[s2, a2] if sarsa else Q[s2].max()
-        boot = 0.0 if term else q_next
-        other = Q[s2].max() if sarsa else Q[s2, a2]  # what the other algorithm bootstraps from
+        boot = 0.0 if term else float(pi @ q2)
         mistakes = {
-            "bootstrapped from Q(S', .) after the episode terminated (no terminal masking)": _moved(
-                Q, (s, a), alpha, r + gamma * q_next
+            "bootstrapped from Q(S', .) after the episode terminated (no terminal masking)": (
+                _moved(Q, (s, a), alpha, r + gamma * float(pi @ q2))
             ),
             "used the learning rate alpha as the discount in the TD target": _moved(
                 Q, (s, a), alpha, r + alpha * boot
             ),
-            "forgot the discount gamma": _moved(Q, (s, a), alpha, r + boot),
-            "replaced Q(S, A) by the TD target instead of moving it a step alpha towards it": (
-                _moved(Q, (s, a), 1.0, r + gamma * boot)
-            ),
-            (
-                "bootstrapped from max_a Q(S', a): that is Q-learning; SARSA uses Q(S', A') of "
-                "the action it will take next"
-                if sarsa
-                else "bootstrapped from Q(S', A') of a sampled next action: that is SARSA; "
-                "Q-learning uses max_a Q(S', a)"
-            ): _moved(Q, (s, a), alpha, r + gamma * (0.0 if term else other)),
         }
-        greedy = int(Q[s].argmax())
-        if greedy != a:  # updating the greedy action instead is visible only then
+        for mistake, wrong in wrong_policies.items():
+            mistakes[mistake] = _moved(Q, (s, a), alpha, r + gamma * (0 if term else wrong @ q2))
+        if int(Q[s].argmax()) != a:
             mistakes["updated the greedy action's value instead of the action actually taken"] = (
-                _moved(Q, (s, greedy), alpha, r + gamma * boot)
+                _moved(Q, (s, int(Q[s].argmax())), alpha, r + gamma * boot)
             )
         expected = _moved(Q, (s, a), alpha, r + gamma * boot)
-        _first_difference(name, c["label"], got, expected, mistakes, "(state, action)")
+        ties = ", tied best actions in S'" if (q2 == q2.max()).sum() > 1 else ""
+        case = f"{c['label']}, epsilon {eps}{ties}"
+        _first_difference(name, case, got, expected, mistakes, "(state, action)")
         n += 1
-    return n
+    _passed(name, n)
 
 
-def check_q_learning_update(fn: Callable[..., Any]) -> None:
-    """``fn(Q [S,A], s, a, r, s_next, terminated, alpha, gamma) -> Q [S,A]`` (one update)."""
-    _passed("q_learning_update", _check_control_update("q_learning_update", fn, sarsa=False))
+def _double_q_tables(
+    Q1: np.ndarray, Q2: np.ndarray, table: int, s: int, a: int, alpha: float, target: float
+) -> np.ndarray:
+    """``[2, S, A]``: both tables, with ``Q_table(s, a)`` moved a step alpha towards ``target``."""
+    both = np.stack([Q1, Q2])
+    both[table] = _moved(both[table], (s, a), alpha, target)
+    return both
 
 
-def check_sarsa_update(fn: Callable[..., Any]) -> None:
-    """``fn(Q [S,A], s, a, r, s_next, a_next, terminated, alpha, gamma) -> Q [S,A]``."""
-    _passed("sarsa_update", _check_control_update("sarsa_update", fn, sarsa=True))
+def check_double_q_update(fn: Callable[..., Any]) -> None:
+    """``fn(Q1 [S,A], Q2 [S,A], s, a, r, s_next, terminated, alpha, gamma, update_first)
+    -> (Q1, Q2)``: one Double Q-learning update. ``update_first`` (the coin flip) updates Q1
+    towards ``R + gamma Q2(S', argmax_a Q1(S', a))``, else Q2 with the roles swapped."""
+    name, n = "double_q_update", 0
+    for k, c in enumerate(_control_cases(ties=False)):
+        Q1, Q2, s, a, r, s2 = c["Q"], c["Q2"], c["s"], c["a"], c["r"], c["s_next"]
+        alpha, gamma, term = c["alpha"], c["gamma"], c["terminated"]
+        first = k % 2 == 0  # the coin: True updates Q1
+        out = _invoke(name, fn, Q1.copy(), Q2.copy(), s, a, r, s2, term, alpha, gamma, first)
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise CheckError(f"{name} must return the two tables (Q1, Q2), got {type(out)}")
+        got = np.stack([np.asarray(t, dtype=np.float64) for t in out])
+        i = 0 if first else 1  # the table this case updates, and the other one
+        update, other = (Q1, Q2) if first else (Q2, Q1)
+        live = 0.0 if term else 1.0
+        target = r + live * gamma * other[s2, update[s2].argmax()]  # Q_other(S', argmax Q_i)
+        other_target = r + live * gamma * update[s2, other[s2].argmax()]  # roles swapped
+        wrong_targets = {
+            "bootstrapped after the episode terminated (no terminal masking)": r
+            + gamma * other[s2, update[s2].argmax()],
+            "used the learning rate alpha as the discount in the TD target": r
+            + live * alpha * other[s2, update[s2].argmax()],
+            "bootstrapped from the max of the table being updated: that is Q-learning, with "
+            "its maximisation bias; select A* = argmax_a with the table you update and "
+            "evaluate it with the other one": r + live * gamma * update[s2].max(),
+            "bootstrapped from the max of the other table: its own maximum is just as biased; "
+            "evaluate the other table at A*, the action the updated table selects": r
+            + live * gamma * other[s2].max(),
+            "selected A* with the other table and evaluated it with the table being updated "
+            "(the roles swapped): select with the table you update, evaluate with the "
+            "other": other_target,
+            "bootstrapped from the sum Q1 + Q2: the sum is what the agent acts on, the target "
+            "selects with one table and evaluates with the other": r
+            + live * gamma * (Q1[s2] + Q2[s2]).max(),
+        }
+        mistakes = {
+            m: _double_q_tables(Q1, Q2, i, s, a, alpha, t) for m, t in wrong_targets.items()
+        }
+        mistakes[
+            "updated the other table: update_first=True updates Q1 (bootstrapping from Q2), "
+            "False updates Q2 (bootstrapping from Q1)"
+        ] = _double_q_tables(Q1, Q2, 1 - i, s, a, alpha, other_target)
+        both = _double_q_tables(Q1, Q2, i, s, a, alpha, target)
+        both[1 - i] = _moved(both[1 - i], (s, a), alpha, other_target)
+        mistakes["updated both tables: each step updates one of them, chosen by the coin"] = both
+        expected = _double_q_tables(Q1, Q2, i, s, a, alpha, target)
+        case = f"{c['label']}, update_first={first}"
+        _first_difference(name, case, got, expected, mistakes, "(table, state, action)")
+        n += 1
+    _passed(name, n)
 
 
 def _draw_actions(
@@ -496,11 +908,29 @@ def _epsilon_greedy_diagnosis(freq: np.ndarray, greedy: int, eps: float) -> str:
     return ""
 
 
+def _tie_diagnosis(freq: np.ndarray, tied: np.ndarray, eps: float, tol: np.ndarray) -> str:
+    """Name a wrong tie-breaking rule from action frequencies where ``tied`` actions tie."""
+    A = len(freq)
+    for a in tied:  # all the greedy mass on one of the tied actions
+        one = np.full(A, eps / A)
+        one[a] += 1 - eps
+        if np.all(np.abs(freq - one) <= tol):
+            first = " (np.argmax returns the first)" if a == tied[0] else ""
+            return (
+                f" It looks like you break ties by always taking action {a} of the tied best "
+                f"actions {tied.tolist()}{first}: with Q initialised to zeros every state "
+                "would then take the same action. Choose uniformly among all actions of "
+                "highest value, e.g. rng.choice(np.flatnonzero(q == q.max()))."
+            )
+    return ""
+
+
 def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
     """``fn(q [A], epsilon, rng) -> action``: greedy with prob 1 - eps, else uniform.
 
-    Checked by frequencies over many calls: ``P(a) = eps / A + (1 - eps) [a greedy]``,
-    and for reproducibility: the same seeded ``rng`` must give the same actions.
+    Checked by frequencies over many calls: ``P(a) = eps / A + (1 - eps) [a greedy] / k``
+    with ties among ``k`` best actions broken uniformly at random, and for reproducibility:
+    the same seeded ``rng`` must give the same actions.
     """
     name, n = "epsilon_greedy", 0
     for q, eps in (
@@ -508,22 +938,29 @@ def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
         (np.array([5.0, 1.0, 0.5]), 0.5),
         (np.array([1.0, 3.0]), 0.0),
         (np.array([0.2, 0.1, 0.3, 0.0, -2.0]), 1.0),
+        (np.array([1.0, 3.0, 3.0, 0.0]), 0.1),  # a tie
+        (np.zeros(4), 0.0),  # all tied, as when Q starts at zeros
     ):
         draws = 20_000
         actions = _draw_actions(name, fn, q, eps, n, draws)
         if actions.min() < 0 or actions.max() >= len(q):
             raise CheckError(f"{name} returned an action outside 0..{len(q) - 1}")
         freq = np.bincount(actions, minlength=len(q)) / draws
-        expected = np.full(len(q), eps / len(q))
-        expected[q.argmax()] += 1 - eps
+        expected = tabular.epsilon_greedy_probs(q[None], np.array([eps]))[0]
         tol = 4 * np.sqrt(expected * (1 - expected) / draws) + 1e-3
         if np.all(np.abs(freq - expected) <= tol):
             n += 1
             continue
+        tied = np.flatnonzero(q == q.max())
+        diagnosis = (
+            _tie_diagnosis(freq, tied, eps, tol)
+            if len(tied) > 1
+            else _epsilon_greedy_diagnosis(freq, int(q.argmax()), eps)
+        )
+        got_expected = f"{np.round(freq, 3).tolist()}, expected {np.round(expected, 3).tolist()}"
         raise CheckError(
             f"{name} with q = {q.tolist()} and epsilon = {eps}: action frequencies "
-            f"{np.round(freq, 3).tolist()}, expected {np.round(expected, 3).tolist()}."
-            + _epsilon_greedy_diagnosis(freq, int(q.argmax()), eps)
+            f"{got_expected}.{diagnosis}"
         )
     q = np.array([0.5, 1.5, -0.5, 1.0])
     first, second = (_draw_actions(name, fn, q, 0.5, 123, 200) for _ in range(2))
@@ -691,6 +1128,9 @@ def _rollout_case(seed: int, T: int = 6, N: int = 3) -> dict[str, Any]:
     truncated = torch.zeros(T, N, dtype=torch.bool)
     terminated[1, 0] = True  # env 0 ends (for good) at t = 1
     truncated[3, 1] = True  # env 1 hits a time limit at t = 3
+    # env 2 fails on the time limit's last step (CartPole's pole falling at step 500):
+    # gymnasium then reports both flags; terminated wins, no bootstrap
+    terminated[4, 2] = truncated[4, 2] = True
     return {
         "rewards": torch.randn(T, N, generator=g),
         "values": torch.randn(T, N, generator=g),
@@ -751,6 +1191,11 @@ def check_gae(fn: Callable[..., Any]) -> None:
             "bootstrapped after termination (no terminal masking)": _gae_loop(c, bootstrap=always),
             "did not bootstrap at a truncation: a time limit is not the end of the task": (
                 _gae_loop(c, bootstrap=~(terminated | truncated))
+            ),
+            "bootstrapped at a step that is both terminated and truncated (a mask like "
+            "~terminated | truncated): an episode that terminates on the time limit's last "
+            "step has terminated, so nothing is bootstrapped there": _gae_loop(
+                c, bootstrap=~terminated | truncated
             ),
             "carried the GAE trace across a truncation (episode boundary ignored there): a "
             "time limit still ends the episode, so the trace must stop; only the "
@@ -859,27 +1304,34 @@ def _n_step_returns(
     stop_at_ends: bool = True,
     stop_at_truncation: bool = True,
     bootstrap_truncation: bool = True,
+    termination_wins: bool = True,
 ) -> Tensor:
-    """A2C's returns ``[T, N]``; the keywords make the classic mistakes."""
+    """A2C's returns ``[T, N]`` (``rewards[t]`` holds ``R_{t+1}``); the keywords make the
+    classic mistakes (``termination_wins=False``: a step both terminated and truncated
+    bootstraps, as the mask ``~terminated | truncated`` does)."""
     T = rewards.shape[0]
     returns = torch.zeros_like(rewards)
     zero = torch.zeros_like(rewards[0])
     for t in reversed(range(T)):
         last = t == T - 1
         follow = (next_values[t] if end else zero) if last else returns[t + 1]
+        truncation = next_values[t] if bootstrap_truncation else zero
         if (stop_at_ends and stop_at_truncation) or last:
-            truncation = next_values[t] if bootstrap_truncation else zero
             follow = torch.where(truncated[t], truncation, follow)
         if stop_at_ends or last:
             follow = torch.where(terminated[t], zero if mask_terminal else next_values[t], follow)
+        if not termination_wins:
+            follow = torch.where(truncated[t], truncation, follow)
         returns[t] = rewards[t] + gamma * follow
     return returns
 
 
 def check_n_step_returns(fn: Callable[..., Any]) -> None:
     """``fn(rewards, terminated, truncated, next_values, gamma) -> returns``, all ``[T, N]``:
-    A2C's bootstrapped returns, ``G_t = r_t + gamma * (0 if terminated at t, V(s'_t) if
-    truncated at t or t = T - 1, else G_{t+1})``."""
+    A2C's bootstrapped returns, ``G_t = rewards[t] + gamma * (0 if terminated at t, else
+    V(S'_t) if truncated at t or t = T - 1, else G_{t+1})``; ``rewards[t]`` holds ``R_{t+1}``.
+    A step both terminated and truncated (a pole that falls at CartPole's 500th step) has
+    ended: nothing follows it."""
     name, n = "n_step_returns", 0
     for seed in range(4):
         g = torch.Generator().manual_seed(seed)
@@ -889,6 +1341,8 @@ def check_n_step_returns(fn: Callable[..., Any]) -> None:
         terminated, truncated = u < 0.15, (u >= 0.15) & (u < 0.3)
         terminated[-1, 0], truncated[-1, 1] = True, True  # ends at the rollout's last step too
         terminated[-1, 2] = truncated[-1, 2] = False
+        # terminated and truncated at once, inside the rollout and at its last step
+        terminated[3, 3] = truncated[3, 3] = terminated[-1, 4] = truncated[-1, 4] = True
         next_values = torch.randn(T, N, generator=g) * 3
         gamma = (0.9, 0.99, 0.5, 0.8)[seed]
         args = (rewards, terminated, truncated, next_values)
@@ -896,7 +1350,7 @@ def check_n_step_returns(fn: Callable[..., Any]) -> None:
         expected = _n_step_returns(*args, gamma)
         mistakes = {
             "did not bootstrap at the end of the rollout: the last step's return needs the "
-            "critic's V(s') from next_values, the episode goes on": _n_step_returns(
+            "critic's V(S') from next_values, the episode goes on": _n_step_returns(
                 *args, gamma, end=False
             ),
             "bootstrapped after termination (no terminal masking)": _n_step_returns(
@@ -907,11 +1361,18 @@ def check_n_step_returns(fn: Callable[..., Any]) -> None:
                 *args, gamma, stop_at_ends=False
             ),
             "carried the return across a truncation: a time limit ends the episode too, so "
-            "G_t there is r_t + gamma V(final observation), not r_t + gamma G_{t+1}, which "
-            "belongs to the next episode": _n_step_returns(*args, gamma, stop_at_truncation=False),
+            "G_t there is rewards[t] + gamma V(final observation), not rewards[t] + gamma "
+            "G_{t+1}, which belongs to the next episode": _n_step_returns(
+                *args, gamma, stop_at_truncation=False
+            ),
             "did not bootstrap at a truncation: a time limit is not the end of the task, "
-            "so G_t there is r_t + gamma V(final observation)": _n_step_returns(
+            "so G_t there is rewards[t] + gamma V(final observation)": _n_step_returns(
                 *args, gamma, bootstrap_truncation=False
+            ),
+            "bootstrapped at a step that was both terminated and truncated (a mask like "
+            "~terminated | truncated): the episode really ended there, so nothing follows "
+            "it; termination wins over truncation": _n_step_returns(
+                *args, gamma, termination_wins=False
             ),
             "forgot the discount (gamma = 1)": _n_step_returns(*args, 1.0),
         }
@@ -920,13 +1381,37 @@ def check_n_step_returns(fn: Callable[..., Any]) -> None:
     _passed(name, n)
 
 
+def _reinforce_forms(logits: Tensor, actions: Tensor, G: Tensor, gamma: float) -> dict[str, Tensor]:
+    """The two accepted REINFORCE losses of one episode (differentiable in ``logits``)."""
+    taken = torch.log_softmax(logits, dim=1)[torch.arange(len(actions)), actions]
+    discounts = gamma ** torch.arange(len(actions), dtype=logits.dtype)
+    return {"practical": -(taken * G).mean(), "discounted": -(discounts * taken * G).mean()}
+
+
+_REINFORCE_FORMS = {
+    "practical": (
+        "the practical estimator, -mean_t log pi(A_t|S_t) G_t, without gamma^t "
+        "(the one rlcourse.pg and most deep-RL code use)"
+    ),
+    "discounted": (
+        "the gradient of the discounted objective, -mean_t gamma^t log pi(A_t|S_t) G_t "
+        "(the same as discounting every reward from the episode's start); rlcourse.pg uses "
+        "the practical form without gamma^t"
+    ),
+}
+
+
 def check_reinforce_loss(fn: Callable[..., Any]) -> None:
     """``fn(logits [T, A], actions [T], rewards [T], gamma) -> loss``: the REINFORCE loss of
-    one complete episode, ``-mean_t log pi(a_t|s_t) G_t`` with the reward-to-go ``G_t``.
+    one complete episode with the reward-to-go ``G_t`` (``rewards[t]`` holds ``R_{t+1}``).
 
-    Checked: the value, and the gradient with respect to the logits.
+    Two forms are right: the practical ``-mean_t log pi(A_t|S_t) G_t`` and the gradient of
+    the discounted objective, ``-mean_t gamma^t log pi(A_t|S_t) G_t``; the checker says
+    which one it recognised (the same one on every episode). Checked: the value, and the
+    gradient with respect to the logits.
     """
     name, n = "reinforce_loss", 0
+    recognised: set[str] = set()
     for seed in range(4):
         g = torch.Generator().manual_seed(seed)
         T, A = 5 + seed, 3
@@ -942,6 +1427,7 @@ def check_reinforce_loss(fn: Callable[..., Any]) -> None:
         log_pi = torch.log_softmax(logits, dim=1)
         taken = log_pi[torch.arange(T), actions]
         whole = torch.full((T,), float(G[0]))
+        forms = _reinforce_forms(logits, actions, G, gamma)
         mistakes = {
             "gave every step the whole episode's return G_0 instead of the reward-to-go G_t": -(
                 taken * whole
@@ -958,32 +1444,41 @@ def check_reinforce_loss(fn: Callable[..., Any]) -> None:
             "did not discount the reward-to-go": -(
                 taken * rewards.flip(0).cumsum(0).flip(0)
             ).mean(),
-            "discounted from the start of the episode (gamma^k with k counted from t=0, not "
-            "from t)": -(taken * G * gamma ** torch.arange(T, dtype=torch.float32)).mean(),
             "used the probabilities pi(a|s) instead of the log-probabilities log pi(a|s): the "
             "score-function estimator is grad log pi * G": -(taken.exp() * G).mean(),
             "normalised the logits over the time steps (dim 0) instead of over the actions "
             "(dim 1)": -(torch.log_softmax(logits, dim=0)[torch.arange(T), actions] * G).mean(),
-            "summed over the time steps; the loss is the mean over the episode's steps": -(
-                taken * G
-            ).sum(),
+            "returned the sum over the time steps; this exercise asks for the mean, -(1/T) "
+            "sum_t (the same direction, T times longer)": -(taken * G).sum(),
         }
         student_logits = logits.clone().requires_grad_(True)
         got = _call(name, fn, student_logits, actions.clone(), rewards.clone(), gamma)
-        expected = -(taken * G).mean()
         if got.dim() != 0:
             raise CheckError(f"{name} must return a scalar loss, got shape {list(got.shape)}")
         value = float(got.detach())
-        if abs(value - float(expected)) > 1e-5:
-            message = f"{name} (episode {seed}): loss {value:.5f}, expected {float(expected):.5f}."
+        matched = {form for form, loss in forms.items() if abs(value - float(loss)) <= 1e-5}
+        if not matched:
+            expected = float(forms["practical"])
+            message = (
+                f"{name} (episode {seed}): loss {value:.5f}, expected {expected:.5f} (or "
+                f"{float(forms['discounted']):.5f} with the gamma^t factor)."
+            )
             for mistake, wrong in mistakes.items():
                 if abs(value - float(wrong)) < 1e-5:
                     message += f" It looks like you {mistake}."
                     break
             raise CheckError(message)
+        if len(matched) == 1:  # the forms differ on this episode
+            recognised |= matched
+        if len(recognised) > 1:
+            raise CheckError(
+                f"{name} (episode {seed}): the loss has the gamma^t factor on some episodes "
+                "and not on others; use one form"
+            )
+        form = next(iter(recognised or matched))
         got.backward()
         ref_logits = logits.clone().requires_grad_(True)
-        (-(torch.log_softmax(ref_logits, 1)[torch.arange(T), actions] * G).mean()).backward()
+        _reinforce_forms(ref_logits, actions, G, gamma)[form].backward()
         if student_logits.grad is None or not torch.allclose(
             student_logits.grad, ref_logits.grad, atol=1e-5
         ):
@@ -993,6 +1488,7 @@ def check_reinforce_loss(fn: Callable[..., Any]) -> None:
             )
         n += 1
     _passed(name, n)
+    print(f"  recognised {_REINFORCE_FORMS[next(iter(recognised), 'practical')]}")
 
 
 # ------------------------------------------------------ chapter 8 exercises

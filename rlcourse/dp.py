@@ -218,6 +218,53 @@ def _cannot_reach(P_pi: Tensor, target: Tensor) -> Tensor:
         reach = new
 
 
+# ------------------------------------------------------------------ analysis
+def reachable_states(mdp: TabularMDP) -> Tensor:
+    """Bool ``[S]``: the states that some policy visits with positive probability.
+
+    An episode starts where ``mdp.initial > 0`` and moves along transitions with
+    ``P > 0`` of allowed actions out of non-terminal states (a terminal state counts once
+    entered). The other states are rows of the table but states of no episode, such as
+    CliffWalking's cliff cells: a step into the cliff sends the agent back to the start.
+    """
+    P = mdp.P.coalesce() if mdp.is_sparse else mdp.P
+    if mdp.is_sparse:
+        s, a, s_next = P.indices()[:, P.values() > 0]
+    else:
+        s, a, s_next = torch.nonzero(P > 0, as_tuple=True)
+    keep = mdp.action_mask[s, a] & ~mdp.terminal[s]
+    s, s_next = s[keep], s_next[keep]
+    reach = mdp.initial > 0
+    while True:  # at most S rounds: each one adds states or stops
+        new = reach.clone()
+        new[s_next[reach[s]]] = True
+        if torch.equal(new, reach):
+            return reach
+        reach = new
+
+
+def spectral_radius(mdp: TabularMDP, policy: Any) -> float:
+    """``rho(gamma P_pi)`` on the non-terminal states: the largest ``|eigenvalue|``.
+
+    Policy evaluation's error is multiplied by ``gamma P_pi`` (restricted to non-terminal
+    states) at every sweep, so in the long run it shrinks by this factor per sweep; near
+    convergence value iteration behaves like the evaluation of an optimal policy. It is
+    at most ``gamma``, and below 1 with ``gamma = 1`` exactly when the policy ends the
+    episode from every state.
+    """
+    if mdp.n_states > 5000:
+        raise ValueError(
+            f"the spectral radius needs the eigenvalues of a dense {mdp.n_states}x"
+            f"{mdp.n_states} matrix; use a smaller MDP"
+        )
+    P_pi, _ = mdp.policy_matrices(policy)
+    live = ~mdp.terminal
+    if not live.any():
+        return 0.0
+    M = mdp.gamma * P_pi[live][:, live]
+    return float(torch.linalg.eigvals(M.cpu()).abs().max())
+
+
 # ------------------------------------------------------------ value iteration
 def value_iteration_sweeps(
     mdp: TabularMDP, theta: float = 1e-8, *, max_sweeps: int = MAX_SWEEPS, V0: Any = None

@@ -18,7 +18,7 @@ are stepped at once, and everything stays on the chosen device.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from rlcourse.agent import Agent, EvaluationSchedule, TrainingConfig, TrainingHi
 from rlcourse.buffers import ReplayBuffer
 from rlcourse.envs.vector import Transitions, make_vector_env
 from rlcourse.nets import FlatParameters, QNetwork, polyak_update
-from rlcourse.utils import resolve_device, seed_everything, torch_threads
+from rlcourse.utils import close_bar, resolve_device, seed_everything, torch_threads
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,18 @@ class DQNConfig(TrainingConfig):
 
     DQN's greedy policy swings between good and bad ones from one evaluation to the next,
     so it is evaluated often (every 2,500 steps), the best confirmed policy is kept, and
-    training stops at the first confirmed solve (seeds 0-9: after 17k-45k steps).
+    training stops at the first confirmed solve (seeds 0-9: after 20k-100k steps, median
+    29k, in ``benchmarks/README.md``).
 
-    Steps are environment steps summed over all ``num_envs`` copies. The defaults follow
-    the RL Zoo's tuned CartPole settings (Adam 2.3e-3, batch 64, one gradient step per 4
-    environment steps, the target network refreshed before each training phase), with 8
-    environments stepped at once and a 128x128 network (half the cost per update of the
-    Zoo's 256x256, and on CartPole as sample-efficient).
+    Steps are environment steps summed over all ``num_envs`` copies. The defaults take from
+    the RL Zoo's tuned CartPole settings (``hyperparams/dqn.yml``) Adam 2.3e-3, batch 64, a
+    100k buffer, 1,000 steps before learning, gamma 0.99, epsilon decayed to 0.04 over 8,000
+    steps, and a target network refreshed once per training phase. They differ in how much
+    they train: a phase of 32 gradient steps every 128 environment steps (8 environments
+    stepped 16 times), one gradient step per 4 environment steps, so each transition is
+    sampled 16 times on average (64 / 4); the Zoo runs 128 gradient steps every 256
+    environment steps, one per 2, 32 samples per transition. And the network is 128x128,
+    a quarter of the weights of the Zoo's 256x256.
     """
 
     total_steps: int = 100_000  #: environment steps in all (training stops at a confirmed solve)
@@ -60,7 +65,7 @@ class DQNConfig(TrainingConfig):
     gamma: float = 0.99  #: discount
     batch_size: int = 64  #: transitions per gradient step
     buffer_size: int = 100_000  #: replay capacity
-    learning_starts: int = 1_000  #: steps of data before the first gradient step
+    learning_starts: int = 1_000  #: steps of data before the first gradient step (replay)
     train_every: int = 16  #: vector steps (of num_envs env steps each) between training phases
     gradient_steps: int = 32  #: gradient steps per training phase
     target_update_interval: int = 32  #: gradient steps between target updates
@@ -71,7 +76,11 @@ class DQNConfig(TrainingConfig):
     epsilon_start: float = 1.0  #: exploration at the start...
     epsilon_end: float = 0.04  #: ...decayed linearly to this...
     epsilon_decay_steps: int = 8_000  #: ...over this many environment steps
-    replay: bool = True  #: False: learn from the latest transitions only (ablation)
+    #: False (ablation): online Q-learning, no replay: after each vector step, one gradient
+    #: step on the (up to ``num_envs``) transitions it produced, each used once, in order,
+    #: from the first step on (``batch_size``, ``train_every``, ``gradient_steps`` and
+    #: ``learning_starts`` are then unused)
+    replay: bool = True
     target_network: bool = True  #: False: bootstrap from the online network (ablation)
     eval_every: int = 2_500  #: steps between greedy evaluations (0: never)
 
@@ -104,6 +113,20 @@ class DQNConfig(TrainingConfig):
             raise ValueError("DQNConfig.batch_size cannot exceed buffer_size")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"DQNConfig.hidden must list positive layer sizes, got {self.hidden}")
+
+    @property
+    def replay_ratio(self) -> float:
+        """Gradient steps per environment step: ``gradient_steps / (train_every * num_envs)``
+        (without replay one per vector step, ``1 / num_envs``)."""
+        if not self.replay:
+            return 1 / self.num_envs
+        return self.gradient_steps / (self.train_every * self.num_envs)
+
+    @property
+    def samples_per_transition(self) -> float:
+        """How many times a transition is drawn for a gradient step, on average (with a
+        buffer that never fills): ``batch_size * replay_ratio`` (without replay: once)."""
+        return self.batch_size * self.replay_ratio if self.replay else 1.0
 
     def epsilon(self, step: int) -> float:
         """Linear decay from ``epsilon_start`` to ``epsilon_end``, then constant."""
@@ -178,7 +201,7 @@ def train(
 def _train(
     env: Any, cfg: DQNConfig, seed: int, eval_env: str | None, callback: Any, progress: bool
 ) -> tuple[DQNAgent, DQNHistory]:
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, env)  # "auto": where the env lives
     seed_everything(seed)
     envs = make_vector_env(env, cfg.num_envs)
     obs_dim, n_actions = _check_spaces(envs)
@@ -210,26 +233,28 @@ def _train(
         random_actions = torch.randint(0, n_actions, (steps.n,), generator=explore, device=device)
         actions = torch.where(u < epsilon, random_actions, greedy)
         next_obs, reward, terminated, _truncated, valid = steps.step(actions)
-        buffer.add(obs[valid], actions[valid], reward[valid], next_obs[valid], terminated[valid])
+        buffer.add(obs, actions, reward, next_obs, terminated, None if steps.all_valid else valid)
         obs = steps.obs
         vector_step += 1
 
-        if steps.env_steps >= cfg.learning_starts and vector_step % cfg.train_every == 0:
-            for _ in range(cfg.gradient_steps):
-                batch = (
-                    buffer.sample(cfg.batch_size) if cfg.replay else buffer.latest(cfg.batch_size)
-                )
-                loss = _td_loss(q_net, target_net if cfg.target_network else q_net, batch, cfg)
-                params.zero_grad()
-                loss.backward()
-                params.clip_grad_norm_(cfg.max_grad_norm)
-                optimizer.step()
-                n_updates += 1
-                loss_sum += float(loss.detach()) if n_updates % 50 == 0 else 0.0
-                loss_count += n_updates % 50 == 0
-                if cfg.target_network and n_updates % cfg.target_update_interval == 0:
-                    polyak_update(target_net, q_net, cfg.tau)
-            if loss_count and n_updates % 500 < cfg.gradient_steps:
+        batches: Iterable[tuple[Tensor, ...]] = ()
+        if not cfg.replay:  # ablation: online Q-learning, one step on the transitions just added
+            n_new = steps.n_valid  # each transition is learnt from once, as it arrives
+            batches = (buffer.latest(n_new),) if n_new else ()
+        elif steps.env_steps >= cfg.learning_starts and vector_step % cfg.train_every == 0:
+            batches = (buffer.sample(cfg.batch_size) for _ in range(cfg.gradient_steps))
+        for batch in batches:
+            loss = _td_loss(q_net, target_net if cfg.target_network else q_net, batch, cfg)
+            params.zero_grad()
+            loss.backward()
+            params.clip_grad_norm_(cfg.max_grad_norm)
+            optimizer.step()
+            n_updates += 1
+            if n_updates % 50 == 0:
+                loss_sum, loss_count = loss_sum + float(loss.detach()), loss_count + 1
+            if cfg.target_network and n_updates % cfg.target_update_interval == 0:
+                polyak_update(target_net, q_net, cfg.tau)
+            if n_updates % 500 == 0:
                 history.losses.append((steps.env_steps, loss_sum / loss_count))
                 history.epsilon.append((steps.env_steps, epsilon))
                 loss_sum, loss_count = 0.0, 0
@@ -237,7 +262,7 @@ def _train(
 
         if schedule.should_stop(steps.env_steps, agent, callback, bar):
             break
-    bar.close()
+    close_bar(bar)  # at 100% of the steps run, also after an early stop
     history.episodes = steps.episodes
     schedule.finish(steps.env_steps, agent)
     return agent, history

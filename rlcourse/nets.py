@@ -252,10 +252,15 @@ def policy_sample(out: Tensor, log_std: Tensor | None = None) -> Tensor:
     if log_std is not None:
         return out + log_std.exp() * torch.randn_like(out)
     # the Gumbel-max trick: argmax(logits + g), g i.i.d. Gumbel(0, 1), is distributed as
-    # softmax(logits); -log E with E ~ Exp(1) is such a g. Three tensor operations, less than
-    # half the time of torch.multinomial at the batch sizes of a rollout
-    gumbel = torch.empty_like(out).exponential_().log_().neg_()
-    return (out + gumbel).argmax(-1)
+    # softmax(logits); -log E with E ~ Exp(1) is such a g. A few tensor operations, less than
+    # half the time of torch.multinomial at the batch sizes of a rollout. exponential_() can
+    # return exactly 0 (its uniforms have a finite resolution): g = -log 0 = +inf, and then
+    # logits + g is inf, or NaN for a logit of -inf, which argmax picks: an action of
+    # probability 0. Clamping E to the smallest positive normal float keeps g finite (87 in
+    # float32; the action still wins almost surely, as with an E just above 0) and changes
+    # no other draw (no nonzero E comes anywhere near 1e-38)
+    log_e = torch.empty_like(out).exponential_().clamp_(min=torch.finfo(out.dtype).tiny).log_()
+    return (out - log_e).argmax(-1)  # logits + g, with g = -log E
 
 
 def policy_log_prob(out: Tensor, actions: Tensor, log_std: Tensor | None = None) -> Tensor:

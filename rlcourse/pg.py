@@ -1,21 +1,31 @@
 """Policy-gradient methods: REINFORCE (Williams, 1992), with and without a learned
 baseline, and synchronous advantage actor-critic, A2C (Mnih et al., 2016).
 
-Both climb the score-function estimate of the policy gradient (the log-derivative trick)
+Notation of Sutton & Barto: the reward ``R_{t+1}`` follows the action ``A_t`` taken in
+``S_t``; in the code's ``[T, N]`` arrays, ``rewards[t]`` holds ``R_{t+1}``, and the return
+from step ``t`` on is ``G_t = sum_{k>=t} gamma^(k-t) R_{k+1}``.
 
-    grad J(theta) = E[ sum_t grad log pi_theta(a_t|s_t) * (G_t - b(s_t)) ],
+The gradient of the discounted objective ``J(theta) = E[G_0]`` is (log-derivative trick)
 
-with ``a_t`` the actions the agent actually took and ``G_t`` the return from step ``t``
-on. A baseline ``b`` that depends only on the state leaves the expectation unchanged and
-can cut its variance a lot; the usual choice is a learned state value ``V(s)``.
+    grad J(theta) = E[ sum_t gamma^t * grad log pi_theta(A_t|S_t) * (G_t - b(S_t)) ].
+
+Both algorithms here follow the common practical estimator instead, the same sum
+*without* ``gamma^t``: every step's action counts as much as the first one's, and
+``gamma`` only shortens the horizon of ``G_t``. It is not the gradient of ``J`` (it is
+biased with respect to it: Thomas, 2014; Nota & Thomas, 2020), but on tasks like
+CartPole, where the goal is to do well at every step of a long episode, ``gamma^t``
+would leave the late steps almost no weight (``0.99^300 < 0.05``). A baseline ``b`` that
+depends only on the state leaves either expectation unchanged and can cut its variance
+a lot; the usual choice is a learned state value ``V(s)``.
 
 * **REINFORCE** plays complete episodes with the current policy, then takes one
-  gradient step with ``G_t`` the Monte Carlo reward-to-go ``sum_{k>=t} gamma^(k-t) r_k``,
-  and ``b = 0`` or ``b = V(s_t)`` (trained by regression on ``G_t``).
+  gradient step with ``G_t`` the Monte Carlo reward-to-go and ``b = 0`` or ``b = V(S_t)``
+  (trained by regression on ``G_t``).
 * **A2C** updates after every ``n_steps`` steps of ``num_envs`` environments, with the
-  advantage ``A_t = G_t^(n) - V(s_t)`` of the n-step return bootstrapped from ``V``
-  (generalised advantage estimation with ``lam = 1``, or any ``lam``) and one loss for
-  actor and critic: ``L = L_pi - c_H H[pi] + c_V L_V``.
+  advantage ``G_{t:t+n} - V(S_t)`` of the n-step return bootstrapped from ``V``
+  at the rollout's end (generalised advantage estimation with ``lam = 1``, or any
+  ``lam``) and one loss for actor and critic, ``L = L_pi + c_V L_V - c_H H[pi]``
+  (:func:`a2c_loss`).
 
 Categorical policies for discrete actions, Gaussian ones (state-independent log-std,
 actions clipped to the bounds when stepping the env) for continuous actions.
@@ -25,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -43,7 +53,7 @@ from rlcourse.agent import (
 from rlcourse.buffers import RolloutBuffer, collect_rollout, discounted_reward_to_go
 from rlcourse.envs.vector import Transitions
 from rlcourse.nets import ActorCritic, FlatParameters
-from rlcourse.utils import torch_threads
+from rlcourse.utils import close_bar, torch_threads
 
 #: REINFORCE cuts an episode that has not ended after this many steps (as a time limit)
 MAX_EPISODE_STEPS = 10_000
@@ -79,11 +89,16 @@ class REINFORCEConfig(TrainingConfig):
     ``num_envs`` is also the number of episodes per gradient step. With ``baseline`` the
     policy and the value function have their own learning rates (``lr`` and ``value_lr``),
     as the two step sizes of REINFORCE with baseline in Sutton & Barto (section 13.4).
-    Clipping the policy gradient and standardising ``G_t - b(s_t)`` keep the step size
-    the same whatever the scale of the returns (up to 500 on CartPole).
+    Clipping the policy gradient and standardising ``G_t - b(S_t)`` keep the step size
+    the same whatever the scale of the returns (up to ``(1 - 0.99^500) / 0.01 = 99.3`` on
+    CartPole with ``gamma = 0.99``).
+
+    Steps (``total_steps``, evaluations, ``history.episodes``) count the steps of the
+    episodes learned from; ``history.simulated`` also counts the steps of copies stepped
+    on while waiting for the batch's last episode to end.
     """
 
-    total_steps: int = 100_000  #: environment steps in all (steps of the episodes learned from)
+    total_steps: int = 100_000  #: steps of the episodes learned from, in all
     num_envs: int = 8  #: environments stepped at once = episodes per update
     lr: float = 5e-3  #: Adam learning rate of the policy
     value_lr: float = 1e-2  #: Adam learning rate of the baseline V(s)
@@ -104,12 +119,17 @@ class REINFORCEConfig(TrainingConfig):
 @dataclass(frozen=True)
 class A2CConfig(TrainingConfig):
     """Hyperparameters of A2C. With the defaults, ``train_a2c`` hands back a solved
-    CartPole-v1 agent (mean >= 475 over 100 held-out episodes) for each of seeds 0-9.
+    CartPole-v1 agent (mean >= 475 over 100 held-out episodes) for each of seeds 0-9
+    (``benchmarks/cartpole.py``).
 
     Each update learns from ``n_steps`` steps of each of ``num_envs`` environments, with
     one gradient step. ``lam = 1`` gives A2C's n-step advantages; ``lam < 1`` is GAE.
-    RMSprop as in the paper; on CartPole, 8 steps per environment and a learning rate of
-    2e-3 learn as fast as the paper's 5 and 7e-4 and stay at the top more reliably.
+    RMSprop, as in the paper (Mnih et al. 2016 used ``t_max = 5`` steps and sampled the
+    learning rate of each run). Stable-Baselines3's A2C defaults, which the RL Zoo keeps
+    for CartPole-v1 (with 8 environments and ``ent_coef = 0``), are 5 steps and a learning
+    rate of 7e-4; the course's defaults are 8 steps and 2e-3. No entropy bonus by default
+    (``ent_coef = 0``, as in that Zoo setting): the sampled policy explores by itself, and
+    the defaults solve CartPole without one.
     """
 
     total_steps: int = 100_000  #: environment steps in all
@@ -119,7 +139,7 @@ class A2CConfig(TrainingConfig):
     optimizer: str = "rmsprop"  #: "rmsprop" (as in the paper) or "adam"
     gamma: float = 0.99  #: discount
     lam: float = 1.0  #: GAE lambda (1: n-step returns)
-    ent_coef: float = 0.0  #: entropy bonus weight c_H
+    ent_coef: float = 0.0  #: entropy bonus weight c_H (0: no bonus)
     vf_coef: float = 0.5  #: value loss weight c_V
     max_grad_norm: float | None = 0.5  #: clip the norm of the whole gradient (None: never)
     normalize_advantages: bool = False  #: standardise the advantages over each batch
@@ -148,12 +168,28 @@ class PGHistory(TrainingHistory):
     """Training record of REINFORCE and A2C (see ``TrainingHistory``), one entry per update:
     ``(step, value)`` of the policy loss, value loss (empty for REINFORCE without baseline),
     the policy's mean entropy, and ``grad_norm``, the norm of the gradient on the policy's
-    parameters before clipping (the variance of the estimator shows in its spread)."""
+    parameters before clipping (the variance of the estimator shows in its spread).
+
+    ``simulated``: ``(step, environment steps simulated so far)`` after each update. A2C
+    learns from every step it simulates (both numbers are equal); REINFORCE also steps the
+    copies whose episode has ended while it waits for the batch's last one, and learns
+    only from the first episode of each copy."""
 
     policy_loss: list[tuple[int, float]] = field(default_factory=list)
     value_loss: list[tuple[int, float]] = field(default_factory=list)
     entropy: list[tuple[int, float]] = field(default_factory=list)
     grad_norm: list[tuple[int, float]] = field(default_factory=list)
+    simulated: list[tuple[int, int]] = field(default_factory=list)
+
+    def simulated_at(self, step: int) -> int:
+        """The environment steps simulated by the update that reached ``step``."""
+        for learned, simulated in self.simulated:
+            if learned >= step:
+                return simulated
+        raise ValueError(
+            f"no update reached step {step} (the last one reached "
+            f"{self.simulated[-1][0] if self.simulated else 0})"
+        )
 
 
 class PGAgent(PolicyAgent):
@@ -195,14 +231,16 @@ def reinforce_loss(
     mask: Tensor | None = None,
     normalize: bool = False,
 ) -> Tensor:
-    """``-mean_t log pi(a_t|s_t) * (G_t - b(s_t))``: minimising it follows the policy gradient.
+    """``-mean_t log pi(A_t|S_t) * (G_t - b(S_t))``: minimising it follows the practical
+    policy-gradient estimator (without ``gamma^t``, see the module's docstring).
 
     ``log_probs`` are the log-probabilities of the actions taken (with gradient);
     ``returns`` the reward-to-go ``G_t`` of each step (not the whole episode's return);
-    ``baselines`` ``b(s_t)`` or None (``b = 0``). All have the same shape (``[T]``,
+    ``baselines`` ``b(S_t)`` or None (``b = 0``). All have the same shape (``[T]``,
     ``[T, N]``...). ``returns`` and ``baselines`` are constants: no gradient flows into
     them. ``mask`` (bool) selects the steps that count; ``normalize`` standardises
-    ``G_t - b(s_t)`` over those steps.
+    ``G_t - b(S_t)`` over those steps. The mean over the steps, not their sum, only
+    scales the batch's gradient (by one number per batch).
     """
     if log_probs.shape != returns.shape:
         raise ValueError(
@@ -225,11 +263,12 @@ def reinforce_returns(
     gamma: float,
     next_values: Tensor | None = None,
 ) -> Tensor:
-    """The reward-to-go ``G_t`` of complete episodes (``[T, N]``, time first).
+    """The reward-to-go ``G_t`` of complete episodes (``[T, N]``, time first;
+    ``rewards[t]`` holds ``R_{t+1}``).
 
     An episode cut by a time limit (``truncated``) has not really ended: given
     ``next_values`` (``V`` of the observation each step led to, the final one on a
-    truncated step), the return there is bootstrapped, ``G_t = r_t + gamma V(s_{t+1})``.
+    truncated step), the return there is bootstrapped, ``G_t = R_{t+1} + gamma V(S_{t+1})``.
     Without a value function the sum stops at the cut, a bias we accept (on CartPole the
     cut comes at 500 steps, when the policy is already as good as it gets).
     """
@@ -276,6 +315,10 @@ class Episodes:
     truncated: Tensor
     mask: Tensor
 
+    def select(self, copies: slice | Tensor) -> Episodes:
+        """The episodes of some of the copies (an index of the second dimension)."""
+        return Episodes(*(getattr(self, f.name)[:, copies] for f in fields(self)))
+
 
 @torch.no_grad()
 def play_episodes(
@@ -320,11 +363,12 @@ def train_reinforce(
     """Train REINFORCE on ``env`` (an env id, or a vector env); return ``(agent, history)``.
 
     Steps count the steps of the episodes learned from (not the steps of copies that were
-    stepped on after their episode ended). Every ``config.eval_every`` steps the greedy
-    policy plays the ``eval_episodes`` selection episodes of ``eval_env`` (default: ``env``
-    when it is an id); choosing, confirming, stopping and the held-out score follow
-    :class:`rlcourse.agent.TrainingConfig`, as in :func:`rlcourse.dqn.train`. Training also
-    stops when ``callback(step, history, agent)``, run after each evaluation, returns True.
+    stepped on after their episode ended; ``history.simulated`` counts those too). Every
+    ``config.eval_every`` steps the greedy policy plays the ``eval_episodes`` selection
+    episodes of ``eval_env`` (default: ``env`` when it is an id); choosing, confirming,
+    stopping and the held-out score follow :class:`rlcourse.agent.TrainingConfig`, as in
+    :func:`rlcourse.dqn.train`. Training also stops when ``callback(step, history, agent)``,
+    run after each evaluation, returns True.
     """
     cfg = config or REINFORCEConfig()
     with torch_threads(cfg.num_threads):
@@ -360,7 +404,7 @@ def _train_reinforce(
         with torch.no_grad():
             next_values = net.value(ep.next_obs) if cfg.baseline else None
         returns = reinforce_returns(ep.rewards, ep.terminated, ep.truncated, cfg.gamma, next_values)
-        # 3. one gradient step on -mean log pi(a_t|s_t) (G_t - b(s_t)), and V(s_t) -> G_t
+        # 3. one gradient step on -mean log pi(A_t|S_t) (G_t - b(S_t)), and V(S_t) -> G_t
         dist = net.distribution(ep.obs)
         log_probs = net.log_prob(dist, ep.actions)  # of the actions taken
         values = net.value(ep.obs) if cfg.baseline else None
@@ -382,16 +426,43 @@ def _train_reinforce(
             step += length
             history.episodes.append((step, ret, length))
         _log(history, step, **stats)
+        history.simulated.append((step, steps.env_steps))
         bar.update(min(sum(lengths), bar.total - bar.n))
         if schedule.should_stop(step, agent, callback, bar):
             break
-    bar.close()
+    close_bar(bar)
     schedule.finish(step, agent)
     return agent, history
 
 
 # ---------------------------------------------------------------------------
 # A2C
+
+
+def a2c_loss(
+    net: ActorCritic, buffer: RolloutBuffer, cfg: A2CConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """A2C's loss on one rollout (``buffer`` holding its returns), and its three parts.
+
+    ``L = L_pi + c_V L_V - c_H H``, means over the rollout's valid steps ``[T, N]``:
+
+    * ``L_pi = -mean log pi(A_t|S_t) * adv_t`` with ``adv_t = G_{t:t+n} - V_old(S_t)``, the
+      n-step return bootstrapped at the rollout's end minus the behaviour critic's value
+      (REINFORCE's loss with ``G_{t:t+n}`` for ``G_t`` and ``V`` for the baseline);
+    * ``L_V = mean 0.5 (V(S_t) - G_{t:t+n})^2``, the critic's regression on the returns;
+    * ``H = mean H[pi(.|S_t)]``, the policy's entropy (a bonus when ``c_H > 0``).
+
+    Returns ``(loss, {"policy_loss", "value_loss", "entropy"})``.
+    """
+    valid = buffer.valid
+    log_probs, entropy, values = net.evaluate(buffer.obs, buffer.actions)
+    policy_loss = reinforce_loss(
+        log_probs, buffer.returns, buffer.values, mask=valid, normalize=cfg.normalize_advantages
+    )
+    value_loss = 0.5 * masked_mean((values - buffer.returns) ** 2, valid)
+    entropy = masked_mean(entropy, valid)
+    loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+    return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
 
 
 def train_a2c(
@@ -444,19 +515,11 @@ def _train_a2c(
 
     for _ in range(n_updates):
         # 1. n_steps steps in each of the num_envs envs with the current policy;
-        # 2. advantages A_t = G_t^(n) - V(s_t): bootstrapped from V at the rollout's end and
+        # 2. advantages G_{t:t+n} - V(S_t): bootstrapped from V at the rollout's end and
         #    at time limits, not past a termination (GAE with lam = 1 gives exactly that)
         obs = collect_rollout(buffer, net, steps, obs, low_t, high_t, cfg.gamma, cfg.lam)
-        # 3. one gradient step on L = L_pi - c_H H[pi] + c_V L_V over the valid steps
-        valid = buffer.valid
-        log_probs, entropy, values = net.evaluate(buffer.obs, buffer.actions)
-        # the policy loss is REINFORCE's, with G_t^(n) for G_t and V(s_t) for the baseline
-        policy_loss = reinforce_loss(
-            log_probs, buffer.returns, buffer.values, mask=valid, normalize=cfg.normalize_advantages
-        )
-        value_loss = 0.5 * masked_mean((values - buffer.returns) ** 2, valid)
-        entropy = masked_mean(entropy, valid)
-        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+        # 3. one gradient step on L = L_pi + c_V L_V - c_H H[pi] over the valid steps
+        loss, stats = a2c_loss(net, buffer, cfg)
         params.zero_grad()
         loss.backward()
         grad_norm = _grad_norm(policy_params)  # of the policy's part, before clipping
@@ -464,18 +527,12 @@ def _train_a2c(
         optimizer.step()
 
         step = steps.env_steps
-        _log(
-            history,
-            step,
-            policy_loss=policy_loss,
-            value_loss=value_loss,
-            entropy=entropy,
-            grad_norm=grad_norm,
-        )
+        _log(history, step, **stats, grad_norm=grad_norm)
+        history.simulated.append((step, step))
         bar.update(cfg.batch_size)
         if schedule.should_stop(step, agent, callback, bar):
             break
-    bar.close()
+    close_bar(bar)
     history.episodes = steps.episodes
     schedule.finish(steps.env_steps, agent)
     return agent, history

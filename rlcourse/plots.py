@@ -34,6 +34,9 @@ COLOURS: dict[str, str] = {
     "expected sarsa": "#8C8C8C",
 }
 VALUE_CMAP = "viridis"
+#: cells that are no state of an episode: walls and unreachable states, and terminal states
+NON_STATE_COLOUR = "#555555"
+TERMINAL_COLOUR = "#D9D9D9"
 
 # (d_col, d_row) on screen for the direction an action name means
 _DIRECTIONS: dict[str, tuple[float, float]] = {
@@ -78,14 +81,21 @@ def plot_value_grid(
     vmax: float | None = None,
     colorbar: bool = True,
     agent: int | None = None,
+    mask: bool = True,
 ) -> Axes:
     """Heatmap of ``V [S]`` over the MDP's grid, with policy arrows.
 
     ``policy=True`` draws the greedy actions of ``V`` (every action within ``tol``
     of the best, so ties show as several arrows); a float ``[S, A]`` policy draws the
     actions it gives positive probability, a bool ``[S, A]`` mask the actions it marks;
-    ``False`` draws none. Walls are grey, terminal cells carry no arrows. ``agent``
+    ``False`` draws none. Walls are dark grey, terminal cells carry no arrows. ``agent``
     (a state) is marked with a red ring.
+
+    ``mask=True`` colours only the states an episode can be in before it ends: states
+    that no policy reaches from the start (:func:`rlcourse.dp.reachable_states`, e.g.
+    CliffWalking's cliff) are drawn dark like walls, without value or arrow, and
+    terminal states light grey with their value (0 by definition) in grey, outside the
+    colour scale, which then spans the values that mean something.
     """
     if mdp.grid is None:
         raise ValueError(f"{mdp.name or 'this MDP'} has no grid layout to draw a heatmap on")
@@ -96,9 +106,17 @@ def plot_value_grid(
     cells = np.array(mdp.grid.cells)
     values = np.full((rows, cols), np.nan)
     values[cells[:, 0], cells[:, 1]] = V.numpy()
+    terminal = mdp.terminal.cpu().numpy()
+    unreachable = ~dp.reachable_states(mdp).cpu().numpy() if mask else np.zeros_like(terminal)
+    masked_terminal = terminal & mask & ~unreachable
+    hidden = np.isnan(values)
+    hidden[cells[:, 0], cells[:, 1]] |= unreachable | masked_terminal
     ax = _new_axes(ax, (0.9 * cols + 1.2, 0.9 * rows + 0.6))
-    cmap = plt.get_cmap(VALUE_CMAP).with_extremes(bad="#555555")
-    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    cmap = plt.get_cmap(VALUE_CMAP).with_extremes(bad=NON_STATE_COLOUR)
+    # a masked array: hidden cells take the "bad" colour and stay out of the colour scale
+    im = ax.imshow(np.ma.masked_array(values, hidden), cmap=cmap, vmin=vmin, vmax=vmax)
+    for r, c in cells[masked_terminal]:
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color=TERMINAL_COLOUR, linewidth=0))
     if colorbar:
         ax.figure.colorbar(im, ax=ax, shrink=0.8, label="value")
     ax.set_xticks(np.arange(cols))
@@ -112,7 +130,6 @@ def plot_value_grid(
     if title:
         ax.set_title(title)
 
-    terminal = mdp.terminal.cpu().numpy()
     if mdp.grid.layout is not None:
         for s, (r, c) in enumerate(mdp.grid.cells):
             letter = mdp.grid.layout[r][c]
@@ -122,15 +139,15 @@ def plot_value_grid(
                     r - 0.42,
                     letter,
                     fontsize=7,
-                    color="white",
+                    color="#333333" if masked_terminal[s] else "white",
                     va="top",
                     ha="left",
                     fontweight="bold",
                 )
     if show_values:
         norm = im.norm
-        for r, c in mdp.grid.cells:
-            if np.isnan(values[r, c]):
+        for s, (r, c) in enumerate(mdp.grid.cells):
+            if np.isnan(values[r, c]) or unreachable[s]:
                 continue
             shade = cmap(norm(values[r, c]))
             light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
@@ -141,7 +158,7 @@ def plot_value_grid(
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="black" if light else "white",
+                color="#777777" if masked_terminal[s] else "black" if light else "white",
             )
 
     if policy is not False:
@@ -151,7 +168,7 @@ def plot_value_grid(
             shown = torch.as_tensor(policy).cpu().numpy().copy()
         else:
             shown = mdp.check_policy(policy).cpu().numpy() > 0
-        shown[terminal] = False
+        shown[terminal | unreachable] = False
         direction = action_directions(mdp)  # [A, 2]
         s_idx, a_idx = np.nonzero(shown & (np.abs(direction).sum(1) > 0)[None, :])
         rc = cells[s_idx]
@@ -186,7 +203,10 @@ def plot_q_grid(
 ) -> Axes:
     """``max_a Q(s, a)`` as a heatmap with the greedy actions of ``Q [S, A]`` as arrows
     (ties drawn as several arrows). States where ``visited [S]`` is False (never
-    updated) are left grey without arrows. Keywords as :func:`plot_value_grid`."""
+    updated) are drawn dark without arrows, like the states of no episode (CliffWalking's
+    cliff) that :func:`plot_value_grid` masks; terminal states (``Q = 0`` by definition)
+    are light grey outside the colour scale. So a table's untouched zeros never show as
+    the brightest, "most valuable" cells. Keywords as :func:`plot_value_grid`."""
     Q = torch.as_tensor(Q).detach().cpu().to(torch.float64)
     if tuple(Q.shape) != (mdp.n_states, mdp.n_actions):
         raise ValueError(
@@ -346,6 +366,10 @@ def plot_value_grids(
         squeeze=False,
     )
     stacked = torch.stack([torch.as_tensor(v).detach().cpu() for v in panels.values()])
+    # one colour scale for the states each panel colours (see plot_value_grid's mask)
+    coloured = (dp.reachable_states(mdp) & ~mdp.terminal).cpu()
+    if coloured.any():
+        stacked = stacked[:, coloured]
     vmin, vmax = float(stacked.min()), float(stacked.max())
     for ax, (title, V) in zip(axes.flat, panels.items(), strict=False):
         plot_value_grid(

@@ -11,6 +11,11 @@ where ``pi_old``'s log-probabilities and the advantages were computed once, befo
 the epochs, and stay fixed while the policy changes. Categorical policies for
 discrete actions, Gaussian ones (state-independent log-std, actions clipped to the
 bounds when stepping the env) for continuous actions.
+
+The clip removes the incentive to move a ratio past ``1 +/- eps``; it does not bound the
+ratio. What an update did is measured after its epochs, on the whole rollout: the
+approximate KL of the updated policy from the behaviour policy, the fraction of ratios
+outside ``[1 - eps, 1 + eps]`` and the smallest and largest ratio (:func:`policy_shift`).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from rlcourse.nets import (
     policy_log_prob,
     policy_sample,
 )
-from rlcourse.utils import seed_everything, torch_threads
+from rlcourse.utils import close_bar, seed_everything, torch_threads
 
 SAME_STEP = AutoresetMode.SAME_STEP
 
@@ -54,18 +59,20 @@ SAME_STEP = AutoresetMode.SAME_STEP
 class PPOConfig(TrainingConfig):
     """Hyperparameters of PPO. With the defaults, ``train`` hands back a solved CartPole-v1
     agent (mean >= 475 over 100 held-out episodes) for each of seeds 0-9
-    (``benchmarks/cartpole.py``). They are the RL Zoo's tuned
-    CartPole settings (8 envs x 32 steps, one minibatch of 256, lr 1e-3 decayed to 0) with
-    the PPO paper's gamma 0.99 and lambda 0.95 in place of the Zoo's 0.98 and 0.8, and 6
-    epochs per rollout instead of 20. Over seeds 0-19 that reached a greedy mean of 475 in
-    a median of about 11k steps (the Zoo's settings with 10 epochs: about 20k) for under a
-    third of the Zoo's gradient steps. ``PPOConfig.for_env("Pendulum-v1")`` gives the
-    Pendulum settings, which hand back a policy with mean >= -200 over 100 held-out episodes
-    for seeds 0-9: gamma 0.95 (the Zoo's 0.9 learns faster but settles on slower swing-ups,
-    about -190), lambda 0.95, rollouts of 8 x 512 steps, 10 epochs of minibatches of 256,
+    (``benchmarks/cartpole.py``). They follow the RL Zoo's tuned CartPole-v1 PPO (8 envs x
+    32 steps, one minibatch of 256, lr 1e-3 decayed linearly to 0, no entropy bonus) with
+    three changes: the PPO paper's gamma 0.99 and lambda 0.95 in place of the Zoo's 0.98 and
+    0.8, 6 epochs per rollout in place of the Zoo's 20 (under a third of its gradient steps
+    per rollout), and a fixed clip range of 0.2 where the Zoo anneals it linearly from 0.2
+    to 0. Their first confirmed solve came after a median of 30,016 steps over seeds 0-9
+    (SB3 with the Zoo's settings: 25,000; ``benchmarks/README.md``).
+    ``PPOConfig.for_env("Pendulum-v1")`` gives the Pendulum settings, which hand back a
+    policy with mean >= -200 over 100 held-out episodes for seeds 0-9: gamma 0.95 (the
+    Zoo's is 0.9), lambda 0.95, rollouts of 8 x 512 steps, 10 epochs of minibatches of 256,
     initial log-std -0.5, and the whole 300k-step budget (no early stop: a policy that only
-    just clears -200 on the confirmation episodes falls below it on new ones about half the
-    time; the best confirmed one is kept)."""
+    just clears -200 on the confirmation episodes can fall below it on new ones; the best
+    confirmed one is kept). Neither preset uses ``ent_coef``, ``clip_value`` or
+    ``target_kl``."""
 
     total_steps: int = 100_000  #: environment steps in all
     num_envs: int = 8  #: environments stepped at once
@@ -77,12 +84,16 @@ class PPOConfig(TrainingConfig):
     gamma: float = 0.99  #: discount
     lam: float = 0.95  #: GAE lambda
     clip_coef: float = 0.2  #: epsilon of the clipped surrogate
-    clip_value: bool = False  #: clip the value update as the policy's
-    ent_coef: float = 0.0  #: entropy bonus weight
+    #: clip the value loss as the policy's: no gain from moving V(s) further than clip_coef
+    #: from the value stored with the rollout
+    clip_value: bool = False
+    ent_coef: float = 0.0  #: entropy bonus weight (0: no bonus)
     vf_coef: float = 0.5  #: value loss weight
     max_grad_norm: float = 0.5  #: gradient-norm clipping
     norm_adv: bool = True  #: normalise advantages in each minibatch
-    target_kl: float | None = None  #: stop the epochs early above this approximate KL
+    #: stop an update's epochs once the updated policy's approximate KL from the behaviour
+    #: policy, measured on the rollout after an epoch, exceeds it (None: run every epoch)
+    target_kl: float | None = None
     hidden: tuple[int, ...] = (64, 64)  #: hidden layers of actor and critic
     log_std_init: float = 0.0  #: initial log standard deviation (continuous actions)
 
@@ -105,6 +116,8 @@ class PPOConfig(TrainingConfig):
             raise ValueError(f"PPOConfig.clip_coef must be in (0, 1), got {self.clip_coef}")
         if not self.lr > 0:
             raise ValueError(f"PPOConfig.lr must be positive, got {self.lr}")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ValueError(f"PPOConfig.target_kl must be positive or None, got {self.target_kl}")
 
     @property
     def batch_size(self) -> int:
@@ -136,16 +149,20 @@ class PPOConfig(TrainingConfig):
 
 @dataclass
 class PPOHistory(TrainingHistory):
-    """Training record of PPO (see ``TrainingHistory``), one entry per update:
-    ``(step, value)`` of the policy loss, value loss, entropy, approximate KL between the
-    behaviour policy and the updated one, and the fraction of samples whose ratio was
-    clipped."""
+    """Training record of PPO (see ``TrainingHistory``), one ``(step, value)`` entry per
+    update. ``policy_loss``, ``value_loss`` and ``entropy`` are means over the update's
+    minibatch steps, each measured before its step. ``approx_kl`` (of the updated policy
+    from the behaviour policy), ``clip_fraction`` (of the rollout's ratios outside
+    ``[1 - eps, 1 + eps]``), ``min_ratio`` and ``max_ratio`` describe the policy the update
+    ended with, measured on the whole rollout after the epochs (:func:`policy_shift`)."""
 
     policy_loss: list[tuple[int, float]] = field(default_factory=list)
     value_loss: list[tuple[int, float]] = field(default_factory=list)
     entropy: list[tuple[int, float]] = field(default_factory=list)
     approx_kl: list[tuple[int, float]] = field(default_factory=list)
     clip_fraction: list[tuple[int, float]] = field(default_factory=list)
+    min_ratio: list[tuple[int, float]] = field(default_factory=list)
+    max_ratio: list[tuple[int, float]] = field(default_factory=list)
 
 
 class PPOAgent(PolicyAgent):
@@ -220,14 +237,45 @@ def _train(
         bar.update(cfg.batch_size)
         if schedule.should_stop(step, agent, callback, bar):
             break
-    bar.close()
+    close_bar(bar)  # at 100% of the steps run, also after an early stop
     history.episodes = steps.episodes
     schedule.finish(steps.env_steps, agent)
     return agent, history
 
 
 #: the quantities PPO logs at each update, in the order of :func:`ppo_loss`'s statistics
-STAT_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+STAT_NAMES = (
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "min_ratio",
+    "max_ratio",
+)
+#: how many of them (the first ones) are losses averaged over the minibatch steps; the rest
+#: are :func:`policy_shift`'s, measured after the epochs
+N_LOSS_STATS = 3
+
+
+def policy_shift(log_ratio: Tensor, clip_coef: float) -> Tensor:
+    """How far a policy moved from the behaviour policy, from the log-ratios
+    ``log pi(a|s) - log pi_old(a|s)`` ``[B]`` of actions the behaviour policy took.
+
+    Returns ``[4]``: the approximate ``KL(pi_old || pi)`` (the k3 estimator
+    ``E[(r - 1) - log r]``: unbiased, since ``E_old[r] = 1``, and never negative), the
+    fraction of ratios ``r`` outside ``[1 - eps, 1 + eps]``, and the smallest and largest
+    ``r``.
+    """
+    ratio = log_ratio.exp()
+    return torch.stack(
+        [
+            ((ratio - 1) - log_ratio).mean(),
+            ((ratio - 1).abs() > clip_coef).float().mean(),
+            ratio.min(),
+            ratio.max(),
+        ]
+    )
 
 
 def ppo_loss(
@@ -237,7 +285,9 @@ def ppo_loss(
     current policy's ``log pi(a|s)``, entropy and ``V(s)`` ``[B]`` there.
 
     Returns ``(loss, stats)``: the scalar to minimise, and the detached
-    :data:`STAT_NAMES` quantities ``[5]``.
+    :data:`STAT_NAMES` quantities ``[7]`` on this minibatch, before its gradient step
+    (``_optimise`` logs the losses' means and replaces the last four by
+    :func:`policy_shift` of the policy the epochs ended with).
     """
     log_ratio = new_log_prob - mb["log_probs"]  # against the behaviour policy, fixed
     ratio = log_ratio.exp()
@@ -257,9 +307,8 @@ def ppo_loss(
     if cfg.ent_coef:  # a term weighted 0 would still be differentiated, at every step
         loss = loss - cfg.ent_coef * entropy
     with torch.no_grad():
-        approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator of KL(old || new)
-        clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
-        stats = torch.stack([policy_loss, value_loss, entropy, approx_kl, clip_fraction])
+        losses = torch.stack([policy_loss, value_loss, entropy])
+        stats = torch.cat([losses, policy_shift(log_ratio, cfg.clip_coef)])
     return loss, stats.detach()
 
 
@@ -271,23 +320,38 @@ def _optimise(
     cfg: PPOConfig,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """The PPO epochs on one rollout; returns the means of the logged quantities."""
-    sums = torch.zeros(len(STAT_NAMES), device=buffer.obs.device)  # on the device: no syncs
+    """The PPO epochs on one rollout; returns the logged quantities (:data:`STAT_NAMES`):
+    the losses' means over the minibatch steps, and :func:`policy_shift` of the policy the
+    epochs ended with, on the whole rollout."""
+    sums = torch.zeros(N_LOSS_STATS, device=buffer.obs.device)  # on the device: no syncs
     n = 0
-    for _ in range(cfg.epochs):
-        epoch_kl = []
+    for epoch in range(cfg.epochs):
         for mb in buffer.minibatches(cfg.minibatch_size, generator):
             loss, stats = ppo_loss(*net.evaluate(mb["obs"], mb["actions"]), mb, cfg)
             params.zero_grad()
             loss.backward()
             params.clip_grad_norm_(cfg.max_grad_norm)
             optimizer.step()
-            sums += stats
-            epoch_kl.append(stats[3])
+            sums += stats[:N_LOSS_STATS]
             n += 1
-        if cfg.target_kl is not None and float(torch.stack(epoch_kl).mean()) > cfg.target_kl:
-            break
-    return dict(zip(STAT_NAMES, (sums / max(n, 1)).tolist(), strict=True))
+        if cfg.target_kl is not None or epoch == cfg.epochs - 1:
+            shift = _rollout_shift(net, buffer, cfg, generator)
+            if cfg.target_kl is not None and float(shift[0]) > cfg.target_kl:
+                break  # the updated policy has moved far enough from pi_old
+    stats = torch.cat([sums / max(n, 1), shift])
+    return dict(zip(STAT_NAMES, stats.tolist(), strict=True))
+
+
+@torch.no_grad()
+def _rollout_shift(
+    net: ActorCritic, buffer: RolloutBuffer, cfg: PPOConfig, generator: torch.Generator
+) -> Tensor:
+    """:func:`policy_shift` of ``net``'s policy against the behaviour policy on every valid
+    step of the rollout (one forward pass of the actor, no gradient) ``[4]``."""
+    rollout = next(buffer.minibatches(buffer.n_steps * buffer.num_envs, generator))  # no draw
+    out = net.actor(rollout["obs"])
+    log_prob = policy_log_prob(out, rollout["actions"], net.policy_log_std)
+    return policy_shift(log_prob - rollout["log_probs"], cfg.clip_coef)
 
 
 # --------------------------------------------------------------- many seeds at once
@@ -454,7 +518,7 @@ def _train_seeds(
             bar.set_postfix(eval=" ".join(f"{h.evaluations[-1][1]:.0f}" for h in histories))
             if all(schedule.stopped for schedule in schedules):
                 break
-    bar.close()
+    close_bar(bar)  # at 100% of the steps run, also after an early stop
     stack.sync()
     for (done_at, ret, length), copy_ in zip(steps.episodes, steps.episode_copies, strict=True):
         histories[copy_ // N].episodes.append((done_at // K, ret, length))
@@ -472,7 +536,7 @@ def _optimise_stack(
 ) -> Tensor:
     """:func:`_optimise` for ``K`` stacked agents: each agent's minibatches from its own
     copies, its own loss (summed over agents: their gradients stay apart) and its own
-    gradient-norm clipping. Returns the mean statistics ``[K, 5]``."""
+    gradient-norm clipping. Returns the logged statistics ``[K, 7]`` (:data:`STAT_NAMES`)."""
     if not bool(buffer.valid.all()):
         raise RuntimeError("train_seeds needs every step to be a transition (SAME_STEP envs)")
     K = stack.K
@@ -495,7 +559,7 @@ def _optimise_stack(
         log_prob = policy_log_prob(out, mb["actions"], log_std)
         return ppo_loss(log_prob, policy_entropy(out, log_std), value, mb, cfg)
 
-    sums, n = torch.zeros(K, len(STAT_NAMES), device=buffer.device), 0
+    sums, n = torch.zeros(K, N_LOSS_STATS, device=buffer.device), 0
     for _ in range(cfg.epochs):
         perm = torch.rand(K, M, generator=generator, device=generator.device).argsort(1)
         for start in range(0, M, cfg.minibatch_size):
@@ -506,9 +570,19 @@ def _optimise_stack(
             losses.sum().backward()
             _clip_per_agent(stack.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            sums += stats
+            sums += stats[:, :N_LOSS_STATS]
             n += 1
-    return sums / max(n, 1)
+
+    def agent_shift(params: dict[str, Tensor], rollout: dict[str, Tensor]) -> Tensor:
+        actor = {k[len("actor.") :]: v for k, v in params.items() if k.startswith("actor.")}
+        out = torch.func.functional_call(stack.base.actor, actor, (rollout["obs"],))
+        log_std = params["log_std"] if stack.continuous else None
+        log_prob = policy_log_prob(out, rollout["actions"], log_std)
+        return policy_shift(log_prob - rollout["log_probs"], cfg.clip_coef)
+
+    with torch.no_grad():  # each agent's updated policy on its whole rollout
+        shift = torch.func.vmap(agent_shift)(stack.params, per_agent)
+    return torch.cat([sums / max(n, 1), shift], dim=1)
 
 
 def _clip_per_agent(params: list[Tensor], max_norm: float) -> None:

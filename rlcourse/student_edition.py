@@ -69,45 +69,58 @@ _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", 
 
 #: Hints for the course's exercises, by function name (a ``# HINT:`` line overrides them).
 HINTS = {
-    "bellman_expectation_backup": (
-        "for every state s, weight r(s, a) + gamma * sum_s' P[s, a, s'] V(s') by "
-        "policy[s, a] and sum over the actions a. One matrix product (P @ V has shape "
-        "[S, A]) and a sum; return a tensor of shape [S]."
+    "expected_return": (
+        "build P_pi[s, s'] = sum_a policy[s, a] P[s, a, s'] and r_pi[s] = sum_a policy[s, a] "
+        "R[s, a]; then loop t = 0 .. horizon - 1, starting from d = start: add gamma**t times "
+        "the expected reward R_{t+1} (d times r_pi), then move the distribution one step on "
+        "(the row vector d times the matrix P_pi)."
     ),
-    "exact_v_pi": (
-        "build P_pi[s, s'] = sum_a policy[s, a] P[s, a, s'] and r_pi[s] = sum_a "
-        "policy[s, a] R[s, a], then solve (I - gamma P_pi) v = r_pi with torch.linalg.solve."
+    "exact_q_pi": (
+        "write q_pi(s, a) = r(s, a) + gamma sum_s' p(s'|s, a) sum_a' pi(a'|s') q_pi(s', a') as "
+        "a linear system over the S*A pairs: M[(s, a), (s', a')] = P[s, a, s'] * policy[s', a'] "
+        "(torch.einsum, then reshape to [S*A, S*A]); solve (I - gamma M) q = R.reshape(-1) and "
+        "reshape the answer to [S, A]."
     ),
-    "value_iteration_sweep": (
-        "one Bellman optimality backup: for every state, the max over actions a of "
-        "r(s, a) + gamma * sum_s' P[s, a, s'] V(s'). Return the values [S], not the actions."
+    "value_iteration": (
+        "start from V = 0 and loop: q(s, a) = r(s, a) + gamma * sum_s' P[s, a, s'] V(s') for "
+        "all pairs at once ([S, A]), V_new = the max of q over the actions, delta = the "
+        "largest |V_new - V|; stop once delta < theta. Return V and the one-hot policy of "
+        "argmax_a q computed from the final V."
     ),
-    "greedy_policy": (
-        "compute q(s, a) = r(s, a) + gamma * sum_s' P[s, a, s'] V(s') and return a one-hot "
-        "policy [S, A] with its 1 on an action of largest q in every state."
+    "q_policy_iteration": (
+        "loop: evaluate the policy's q_pi exactly (as exact_q_pi in chapter 1), then in every "
+        "state keep the current action if q_pi of it is within 1e-9 of the max, else switch "
+        "to argmax_a q_pi(s, a); stop when no state changed and return (Q, policy)."
     ),
-    "discounted_returns": (
-        "go backwards from the last reward with G_t = R_{t+1} + gamma * G_{t+1} (G = 0 "
-        "after the end) and return an array [T] holding the return from every step t on."
+    "n_step_td_episode": (
+        "loop tau from 0 to T - 1 (T rewards, T + 1 states); G = the sum of gamma^(i - tau) * "
+        "rewards[i] for i from tau up to min(tau + n, T) - 1 (rewards[i] holds R_{i+1}); only "
+        "if tau + n < T add gamma^n * V[states[tau + n]]; then move V[states[tau]] a step alpha "
+        "towards G. Return V."
     ),
-    "td0_update": (
-        "move V[s] a step alpha towards the TD target r + gamma * V[s_next]; if the "
-        "transition terminated the episode, the target is r alone. The function returns "
-        "the updated V."
+    "first_visit_mc_update": (
+        "compute every return backwards, G_t = rewards[t] + gamma * G_{t+1}; then go forwards "
+        "through S_0 .. S_{T-1} (states[T], where the episode ended, has no return) and, for "
+        "the first visit of each state s only, add 1 to counts[s] (in place) and move V[s] by "
+        "(G_t - V[s]) / counts[s]. Return V."
     ),
     "epsilon_greedy": (
         "with probability epsilon return a uniformly random action (any of the len(q) "
-        "actions, the greedy one included), otherwise the greedy action argmax q. Draw all "
-        "random numbers from rng (rng.random(), rng.integers())."
+        "actions, the greedy one included), otherwise a greedy action, chosen uniformly "
+        "among all actions of highest value (np.flatnonzero(q == q.max())). Draw all random "
+        "numbers from rng (rng.random(), rng.integers(), rng.choice())."
     ),
-    "q_learning_update": (
-        "move Q[s, a] of the action taken a step alpha towards r + gamma * max over a' of "
-        "Q[s_next, a']; after termination the target is r alone. The function returns "
-        "the updated Q."
+    "expected_sarsa_update": (
+        "build pi(a|s_next) of the epsilon-greedy policy on Q[s_next]: epsilon / A for every "
+        "action, plus (1 - epsilon) split equally among the actions of highest value; move "
+        "Q[s, a] a step alpha towards r + gamma * sum_a pi(a|s_next) Q[s_next, a] (r alone "
+        "after termination) and give back the updated table."
     ),
-    "sarsa_update": (
-        "as Q-learning, but bootstrap from Q[s_next, a_next], the value of the action the "
-        "agent will take next, not from the max; after termination the target is r alone."
+    "double_q_update": (
+        "update_first picks the table to update (Q1 if True, else Q2); select "
+        "a_star = argmax of that table's row s_next, evaluate it with the other table, and "
+        "move the updated table's [s, a] a step alpha towards r + gamma * other[s_next, "
+        "a_star] (r alone after termination). Give back both tables, as a pair."
     ),
     "dqn_targets": (
         "for every sample, r + gamma * (max over a' of next_q_target[:, a']), with no "
@@ -120,14 +133,16 @@ HINTS = {
         "the squared TD error."
     ),
     "reinforce_loss": (
-        "compute the discounted reward-to-go G_t of every step and log pi(a_t|s_t) of "
-        "the actions taken (log_softmax over the actions), and return minus the mean of "
-        "their product, a scalar."
+        "compute the reward-to-go G_t = rewards[t] + gamma * G_{t+1} of every step "
+        "(backwards from the end; rewards[t] holds R_{t+1}) and log pi(A_t|S_t) of the "
+        "actions taken (log_softmax over the actions), and return minus the mean of their "
+        "product, a scalar."
     ),
     "gae_advantages": (
-        "go backwards in time: delta_t = r_t + gamma * V(s_{t+1}) - V(s_t), without the "
-        "bootstrap term where terminated; A_t = delta_t + gamma * lam * A_{t+1}, with the "
-        "trace cut wherever an episode ended (terminated or truncated)."
+        "go backwards in time: delta_t = R_{t+1} + gamma * V(S_{t+1}) - V(S_t), with "
+        "rewards[t] = R_{t+1} and next_values[t] = V(S_{t+1}), without the bootstrap term "
+        "where terminated (also when truncated too); A_t = delta_t + gamma * lam * A_{t+1}, "
+        "with the trace cut wherever an episode ended (terminated or truncated)."
     ),
     "ppo_policy_loss": (
         "the ratio is exp(new_log_probs - old_log_probs), against the behaviour policy; "
@@ -144,9 +159,10 @@ HINTS = {
         "tensor's other dimensions."
     ),
     "n_step_returns": (
-        "loop t from T - 1 down to 0: what follows r_t is next_values[t] at the last step or "
-        "at a truncation, 0 at a termination (torch.where on the flags), and returns[t + 1] "
-        "otherwise; G_t is the reward plus gamma times what follows."
+        "loop t from T - 1 down to 0: what follows rewards[t] is 0 at a termination (even "
+        "if the step was truncated too), else next_values[t] at the last step or at a "
+        "truncation, else returns[t + 1] (torch.where on the flags); G_t is rewards[t] plus "
+        "gamma times what follows."
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Model-free tabular methods (Sutton & Barto, ch. 5-6): Monte Carlo and TD(0)
+"""Model-free tabular methods (Sutton & Barto, ch. 5-7): Monte Carlo, TD(0) and n-step TD
 prediction; SARSA, Expected SARSA and Q-learning control.
 
 Every method runs ``num_runs`` independent learners at once, one per copy of a
@@ -18,7 +18,7 @@ Episodes end in two ways, and the update treats them differently:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,6 +205,10 @@ class _Runner:
 
     def run_loop(self, step: Callable[[], Any], progress: bool) -> None:
         """Call ``step`` until every learner has finished, with an optional progress bar."""
+        if not progress:  # the bar's bookkeeping costs about a tenth of a step
+            while not self.finished:
+                step()
+            return
         total = self.n_episodes * self.N
         with tqdm(total=total, disable=not progress, unit="episode") as bar:
             while not self.finished:
@@ -245,7 +249,9 @@ class TDControl(_Runner):
     ``step()`` does one transition of every learner and returns the :class:`Update`;
     ``run()`` steps until every learner has finished ``n_episodes`` episodes.
     ``alpha``, ``gamma`` and ``epsilon`` may be changed between steps; ``Q`` is the
-    NumPy table ``[N, S, A]``.
+    NumPy table ``[N, S, A]``. ``Q0`` is the initial estimate: a number for every entry,
+    or a table ``[S, A]`` (every learner) or ``[N, S, A]`` (one per learner), e.g. the
+    tables of an earlier run to continue learning from.
     """
 
     def __init__(
@@ -259,7 +265,7 @@ class TDControl(_Runner):
         epsilon: float | Schedule = 0.1,
         num_runs: int = 1,
         seed: int = 0,
-        Q0: float = 0.0,
+        Q0: float | np.ndarray | Tensor = 0.0,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -267,7 +273,7 @@ class TDControl(_Runner):
         self.method = method
         self.alpha = _check_alpha(alpha)
         self.epsilon = _as_schedule(epsilon)
-        self.Q = np.full((self.N, self.S, self.A), float(Q0))
+        self.Q = _initial_table(Q0, (self.N, self.S, self.A))
         self.visits = np.zeros((self.N, self.S), dtype=np.int64)  # updates made in each state
         self.action = self._policy_action(self.state)  # the first action, A_0
         self.last: Update | None = None
@@ -321,6 +327,19 @@ class TDControl(_Runner):
         return torch.from_numpy(self.Q), self.history()
 
 
+def _initial_table(Q0: Any, shape: tuple[int, int, int]) -> np.ndarray:
+    """A fresh ``[N, S, A]`` table from a number, a ``[S, A]`` or a ``[N, S, A]`` table."""
+    table = np.asarray(Q0.detach().cpu() if isinstance(Q0, Tensor) else Q0, dtype=np.float64)
+    if table.shape not in ((), shape[1:], shape):
+        raise ValueError(
+            f"Q0 must be a number or a table of shape [S, A] = {list(shape[1:])} or "
+            f"[num_runs, S, A] = {list(shape)}, got shape {list(table.shape)}"
+        )
+    if not np.isfinite(table).all():
+        raise ValueError("Q0 must be finite")
+    return np.broadcast_to(table, shape).copy()
+
+
 def _control(
     method: str,
     env: Any,
@@ -330,7 +349,7 @@ def _control(
     epsilon: float | Schedule,
     seed: int,
     num_runs: int,
-    Q0: float,
+    Q0: float | np.ndarray | Tensor,
     progress: bool,
 ) -> tuple[Tensor, History]:
     agent = TDControl(
@@ -357,7 +376,7 @@ def sarsa(
     seed: int = 0,
     *,
     num_runs: int = 1,
-    Q0: float = 0.0,
+    Q0: float | np.ndarray | Tensor = 0.0,
     progress: bool = False,
 ) -> tuple[Tensor, History]:
     """SARSA: ``Q(S,A) += alpha [R + gamma Q(S',A') - Q(S,A)]``, ``A'`` the action it takes next.
@@ -376,7 +395,7 @@ def expected_sarsa(
     seed: int = 0,
     *,
     num_runs: int = 1,
-    Q0: float = 0.0,
+    Q0: float | np.ndarray | Tensor = 0.0,
     progress: bool = False,
 ) -> tuple[Tensor, History]:
     """Expected SARSA: bootstraps from ``sum_a pi(a|S') Q(S',a)``, pi epsilon-greedy."""
@@ -394,7 +413,7 @@ def q_learning(
     seed: int = 0,
     *,
     num_runs: int = 1,
-    Q0: float = 0.0,
+    Q0: float | np.ndarray | Tensor = 0.0,
     progress: bool = False,
 ) -> tuple[Tensor, History]:
     """Q-learning: ``Q(S,A) += alpha [R + gamma max_a Q(S',a) - Q(S,A)]`` (off-policy TD).
@@ -407,6 +426,24 @@ def q_learning(
 
 
 # ------------------------------------------------------------ prediction
+@dataclass
+class PredictionHistory(History):
+    """The :class:`History` of a prediction method, with ``counts [N, S]``: how many
+    returns (Monte Carlo) or updates (TD) each learner's estimate of each state has taken in."""
+
+    counts: np.ndarray | None = field(default=None, repr=False)
+
+    def run(self, i: int) -> PredictionHistory:
+        """The history of learner ``i`` alone (arrays ``[1, ...]``)."""
+        h = super().run(i)
+        counts = None if self.counts is None else self.counts[i : i + 1]
+        return PredictionHistory(h.returns, h.lengths, h.values, counts)
+
+
+def _prediction_history(run: _Runner, counts: np.ndarray) -> PredictionHistory:
+    return PredictionHistory(run.returns, run.lengths, run.values, counts.astype(np.int64))
+
+
 def _policy_array(policy: Any, S: int, A: int) -> np.ndarray:
     pi = np.asarray(policy.cpu() if isinstance(policy, Tensor) else policy, dtype=np.float64)
     if pi.shape != (S, A):
@@ -427,16 +464,17 @@ def td0_prediction(
     num_runs: int = 1,
     V0: float = 0.0,
     progress: bool = False,
-) -> tuple[Tensor, History]:
+) -> tuple[Tensor, PredictionHistory]:
     """TD(0) prediction of ``v_pi``: ``V(S) += alpha [R + gamma V(S') - V(S)]`` after every step.
 
     ``policy [S, A]`` gives action probabilities. Returns ``V [S]`` (``[num_runs, S]``)
-    and the :class:`History` with ``values [N, n_episodes + 1, S]``.
+    and the :class:`PredictionHistory` with ``values [N, n_episodes + 1, S]`` and ``counts``.
     """
     alpha = _check_alpha(alpha)
     run = _Runner(env, n_episodes, gamma, num_runs, seed, record_values=True)
     pi_cdf = _policy_array(policy, run.S, run.A)
     V = np.full((run.N, run.S), float(V0))
+    counts = np.zeros((run.N, run.S), dtype=np.int64)
     run.values[:, 0] = V
     rows = run.rows
 
@@ -447,13 +485,14 @@ def td0_prediction(
         s_next, s_final, r, terminated, _, ended = run.env_step(a)
         v_final = np.where(terminated, 0.0, V[rows, s_final])  # v(terminal) = 0
         V[rows, s] += alpha * (r + run.gamma * v_final - V[rows, s]) * learning
+        counts[rows, s] += learning
         if ended.any():
             idx = np.flatnonzero(ended)
             run.values[idx, run.episode[idx]] = V[idx]
         run.state = s_next
 
     run.run_loop(step, progress)
-    return _select(V, num_runs), run.history()
+    return _select(V, num_runs), _prediction_history(run, counts)
 
 
 def mc_prediction(
@@ -468,14 +507,15 @@ def mc_prediction(
     num_runs: int = 1,
     V0: float = 0.0,
     progress: bool = False,
-) -> tuple[Tensor, History]:
+) -> tuple[Tensor, PredictionHistory]:
     """Monte Carlo prediction of ``v_pi`` from complete episodes.
 
     After each episode, the return ``G_t`` of each visit (the first visit to a state in
     the episode, or every visit) moves ``V(S_t)`` towards it: by ``1 / N(S_t)`` (sample
     averages, ``alpha=None``) or by a constant step ``alpha``. Episodes cut by a time
     limit are not complete, so their returns are not used.
-    Returns ``V [S]`` (``[num_runs, S]``) and the :class:`History` (with ``values``).
+    Returns ``V [S]`` (``[num_runs, S]``) and the :class:`PredictionHistory` (with ``values``,
+    and ``counts``: the number of returns averaged into each state's estimate).
     """
     if alpha is not None:
         alpha = _check_alpha(alpha)
@@ -503,7 +543,7 @@ def mc_prediction(
         run.state = s_next
 
     run.run_loop(step, progress)
-    return _select(V, num_runs), run.history()
+    return _select(V, num_runs), _prediction_history(run, counts)
 
 
 def _mc_update(
@@ -528,3 +568,125 @@ def _mc_update(
         seen.add(s)
         counts[s] += 1
         V[s] += (1.0 / counts[s] if alpha is None else alpha) * (G - V[s])
+
+
+def _step_sizes(alpha: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(steps [K], sample_average [K], one)`` for a step size, ``None`` or a sequence of them.
+
+    ``None`` stands for ``1 / N(s)`` (``sample_average`` true); ``one``: a single one was given.
+    """
+    one = alpha is None or np.ndim(alpha) == 0
+    items = [alpha] if one else list(alpha)
+    if not items:
+        raise ValueError("alpha must be a step size, None, or a non-empty sequence of them")
+    average = np.array([a is None for a in items])
+    steps = np.array([1.0 if a is None else _check_alpha(a) for a in items])
+    return steps, average, one
+
+
+def n_step_td_prediction(
+    env: Any,
+    policy: Any,
+    n_episodes: int,
+    n: int,
+    alpha: float | Sequence[float | None] | None,
+    gamma: float,
+    seed: int = 0,
+    *,
+    num_runs: int = 1,
+    V0: float = 0.0,
+    progress: bool = False,
+) -> tuple[Tensor, PredictionHistory]:
+    """n-step TD prediction of ``v_pi`` (Sutton & Barto, section 7.1).
+
+    ``V(S_tau) += alpha [G_{tau:tau+n} - V(S_tau)]`` with the n-step return
+    ``G_{tau:tau+n} = R_{tau+1} + gamma R_{tau+2} + ... + gamma^(n-1) R_{tau+n}
+    + gamma^n V(S_{tau+n})``. Where the episode ends first, the sum stops there: no
+    bootstrap after termination, a bootstrap from the final observation after a
+    truncation. As in the book, ``S_tau`` is updated at step ``tau + n - 1``, once
+    ``R_{tau+n}`` and ``S_{tau+n}`` are known; the last ``n - 1`` updates of an episode are
+    made while the learner's next episode begins (before any update of that episode).
+
+    ``n = 1`` is TD(0) (the numbers of :func:`td0_prediction`); ``n`` at least as long as
+    every episode is constant-alpha every-visit Monte Carlo (those of
+    ``mc_prediction(..., first_visit=False)`` on episodes that terminate).
+
+    ``alpha``: a step size, or ``None`` for ``1 / N(S_tau)`` (``N`` counts the state's
+    updates), or a sequence of ``K`` of them. The policy does not depend on ``V``, so
+    ``K`` tables, one per step size, learn from each run's same episodes: a sweep over
+    step sizes costs little more than one, and compares them on identical experience.
+    Returns ``V [S]`` (``[num_runs, S]``; with a sequence ``[K, S]`` / ``[num_runs, K, S]``)
+    and the :class:`PredictionHistory`: ``values [N, n_episodes + 1, S]`` (``[N,
+    n_episodes + 1, K, S]``), the estimates once each episode's updates are made, and
+    ``counts [N, S]``, the updates made to each state.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the number of steps) must be a positive integer, got {n!r}")
+    steps, average, one = _step_sizes(alpha)
+    run = _Runner(env, n_episodes, gamma, num_runs, seed)
+    pi_cdf = _policy_array(policy, run.S, run.A)
+    rows, N, K = run.rows, run.N, len(steps)
+    V = np.full((N, K, run.S), float(V0))  # one table per step size
+    values = np.zeros((N, n_episodes + 1, K, run.S))
+    values[:, 0] = V
+    counts = np.zeros((N, run.S), dtype=np.int64)
+    discount = run.gamma ** np.arange(n + 1)  # gamma^0 .. gamma^n
+    # A ring of n slots per learner: slot tau % n holds step tau until its update at
+    # step tau + n - 1, then step tau + n.
+    state = np.zeros((N, n), dtype=np.int64)  # S_tau, the state to update
+    G = np.zeros((N, n))  # its return so far: the sum of gamma^(t - tau) R_{t+1}
+    running = np.zeros((N, n), dtype=bool)  # its episode has not ended yet
+    boot_state = np.zeros((N, n), dtype=np.int64)  # after the end: bootstrap from this state
+    boot_weight = np.zeros((N, n))  # with this weight (0 after termination)
+    pending = np.zeros((N, n), dtype=bool)  # a step of a counted episode, not yet updated
+    last = np.zeros((N, n), dtype=bool)  # the last step of its episode
+    episode = np.zeros((N, n), dtype=np.int64)  # its episode, counted from 1
+    k = 0  # steps taken (the same for every learner)
+
+    def step() -> None:
+        nonlocal k
+        q, s = k % n, run.state
+        state[:, q], G[:, q], running[:, q] = s, 0.0, True
+        pending[:, q], last[:, q], episode[:, q] = run.active, False, run.episode + 1
+        a = sample_rows(pi_cdf[s], run.streams.uniform(1)[:, 0])
+        s_next, s_final, r, terminated, truncated, _ = run.env_step(a)
+        age = (k - np.arange(n)) % n  # t - tau of every slot, t = k
+        rewarded = np.flatnonzero(r)  # rewards are often sparse: zeros add nothing
+        if rewarded.size:
+            G[rewarded] += running[rewarded] * discount[age] * r[rewarded, None]
+        ended = np.flatnonzero(terminated | truncated)
+        if ended.size:  # every running slot of these learners stops at this step's end
+            stops = running[ended]
+            bootstraps = (truncated & ~terminated)[ended, None]  # v(terminal) = 0
+            weight = np.where(bootstraps, discount[age + 1], 0.0)
+            boot_weight[ended] = np.where(stops, weight, boot_weight[ended])
+            boot_state[ended] = np.where(stops, s_final[ended, None], boot_state[ended])
+            running[ended] = False
+            last[ended, q] = True
+        u = (k + 1) % n  # the slot of step tau = k - n + 1: its update is due now
+        learning = pending[:, u]
+        if learning.any():
+            s_tau = state[:, u]
+            bootstrap = np.where(
+                running[:, u, None],
+                discount[n] * V[rows, :, s_next],  # gamma^n V(S_{tau+n})
+                boot_weight[:, u, None] * V[rows, :, boot_state[:, u]],
+            )
+            target = G[:, u, None] + bootstrap  # G_{tau:tau+n}  [N, K]
+            counts[rows, s_tau] += learning
+            sample_average = 1.0 / np.maximum(counts[rows, s_tau], 1)[:, None]
+            step_size = np.where(average, sample_average, steps)  # [N, K]
+            V[rows, :, s_tau] += step_size * (target - V[rows, :, s_tau]) * learning[:, None]
+            done = np.flatnonzero(learning & last[:, u])  # an episode's last update
+            values[done, episode[done, u]] = V[done]
+            pending[:, u] = False
+        run.state = s_next
+        k += 1
+
+    run.run_loop(step, progress)
+    while pending.any():  # the last episodes' last n - 1 updates
+        step()
+    if one:
+        V, values = V[:, 0], values[:, :, 0]
+    history = PredictionHistory(run.returns, run.lengths, values, counts)
+    return _select(V, num_runs), history

@@ -5,18 +5,27 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = "auto", env: Any = None) -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``... into a ``torch.device``.
 
-    ``"auto"`` picks CUDA when a GPU is present and the CPU otherwise. Asking for
-    CUDA on a machine without a GPU is an error, not a silent fall-back.
+    ``"auto"`` follows the environment ``env`` when one is given: the device of the course's
+    torch batched envs (``rlcourse.envs.TorchCartPole(..., device="cuda")`` keeps its copies
+    on the GPU, and the networks go there too), and the CPU for envs that step on the host
+    (an env id, a gymnasium env or vector env: their NumPy arrays would cross to the GPU
+    and back at every step, and the course's small networks run faster on the CPU than
+    that costs). Without ``env`` (whole-tensor work such as dynamic programming),
+    ``"auto"`` picks CUDA when a GPU is present and the CPU otherwise. Asking for CUDA
+    on a machine without a GPU is an error, not a silent fall-back.
     """
     if isinstance(device, str) and device == "auto":
+        if env is not None:
+            return env_device(env)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
@@ -36,6 +45,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                 "CUDA device(s) exist"
             )
     return dev
+
+
+def env_device(env: Any) -> torch.device:
+    """Where ``env`` keeps its arrays: ``env.device`` for the course's torch batched envs
+    (``torch_native``), the CPU for everything else (env ids, gymnasium envs)."""
+    if getattr(env, "torch_native", False):
+        return torch.device(env.device)
+    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -110,3 +127,16 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def close_bar(bar: Any) -> None:
+    """Close a tqdm progress bar, finished at the steps run: a training loop that stopped early
+    (a confirmed solve, a callback) would otherwise leave it below 100%, in the notebook's live
+    widget and in its stored text alike."""
+    if not bar.disable and bar.n < (bar.total or 0):
+        bar.total = bar.n
+        container = getattr(bar, "container", None)  # tqdm.notebook: the widget's own maximum
+        if container is not None:
+            container.children[1].max = bar.n
+        bar.refresh()
+    bar.close()

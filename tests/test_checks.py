@@ -85,79 +85,128 @@ def test_checker_rejects_a_bare_stub() -> None:
         raise NotImplementedError
 
     with pytest.raises(NotImplementedError, match="not implemented yet -- replace"):
-        checks.check_td0_update(stub)
+        checks.check_n_step_td_episode(stub)
 
 
 def test_checker_reports_a_crash_as_a_check_error() -> None:
     """A student's exception is reported with its type, not as a bare traceback."""
 
-    def crashes(V, s, r, s_next, terminated, alpha, gamma):
-        return V[s, s_next]
+    def crashes(V, states, rewards, n, alpha, gamma):
+        return V[states[n + len(rewards)]]
 
-    with pytest.raises(checks.CheckError, match="td0_update raised IndexError"):
-        checks.check_td0_update(crashes)
+    with pytest.raises(checks.CheckError, match="n_step_td_episode raised IndexError"):
+        checks.check_n_step_td_episode(crashes)
 
 
 # ------------------------------------------------- wrong implementations, by chapter
-# chapter 1: Bellman expectation backup and the exact solve
-def backup_without_gamma(P, R, gamma, policy, V):
-    return (policy * (R + P @ V)).sum(1)
+# chapter 1: the expected return over a horizon, and q_pi by one linear solve
+def _policy_matrices(P, R, policy):
+    return torch.einsum("sa,sat->st", policy, P), (policy * R).sum(1)
 
 
-def backup_with_max(P, R, gamma, policy, V):
-    return (R + gamma * P @ V).max(1).values
+def expected_return(P, R, gamma, policy, start, horizon, *, mistake=""):
+    P_pi, r_pi = _policy_matrices(P, R, policy)
+    if mistake == "uniform":
+        P_pi, r_pi = P.mean(1), R.mean(1)
+    if mistake == "state-reward":
+        r_pi = R.mean(1)  # one reward per state, whatever the action
+    d, G = start.clone(), 0.0
+    steps = horizon + 1 if mistake == "one-too-many" else horizon
+    for t in range(steps):
+        if mistake == "on-arrival":
+            d = d @ P_pi
+        power = t + 1 if mistake == "first-discounted" else t
+        G += (1.0 if mistake == "undiscounted" else gamma**power) * float(d @ r_pi)
+        if mistake != "on-arrival":
+            d = P_pi @ d if mistake == "transposed" else d @ P_pi
+    return G
 
 
-def backup_uniform_over_actions(P, R, gamma, policy, V):
-    return (R + gamma * P @ V).mean(1)
+def expected_return_variant(mistake: str) -> Callable:
+    return lambda *args: expected_return(*args, mistake=mistake)
 
 
-def backup_transitions_ignore_action(P, R, gamma, policy, V):
-    return (policy * (R + gamma * (P.mean(1) @ V)[:, None])).sum(1)
+def exact_q_pi(P, R, gamma, policy, *, mistake=""):
+    S, A = R.shape
+    if mistake == "current-state-policy":
+        M = torch.einsum("sat,sb->satb", P, policy)  # pi(a'|s) instead of pi(a'|s')
+    elif mistake == "uniform":
+        M = torch.einsum("sat,tb->satb", P, torch.full_like(policy, 1 / A))
+    else:
+        M = torch.einsum("sat,tb->satb", P, policy)
+    M = M.reshape(S * A, S * A)
+    if mistake == "transposed":
+        M = M.T
+    r = R.mean(1, keepdim=True).expand(S, A) if mistake == "state-reward" else R
+    eye = torch.eye(S * A, dtype=P.dtype)
+    return torch.linalg.solve(eye - gamma * M, r.reshape(-1)).reshape(S, A)
 
 
-def backup_reward_by_state(P, R, gamma, policy, V):
-    r = R.mean(1, keepdim=True)  # one reward per state, whatever the action
-    return (policy * (r + gamma * P @ V)).sum(1)
+def exact_q_pi_variant(mistake: str) -> Callable:
+    return lambda *args: exact_q_pi(*args, mistake=mistake)
 
 
-def v_pi_transposed(P, R, gamma, policy):
-    P_pi = torch.einsum("sa,sat->st", policy, P)
-    r_pi = (policy * R).sum(1)
-    return torch.linalg.solve(torch.eye(len(R), dtype=P.dtype) - gamma * P_pi.T, r_pi)
+def q_pi_with_max(P, R, gamma, policy):
+    Q = torch.zeros_like(R)
+    for _ in range(2000):  # iterates the optimality equation: q_*, whatever the policy
+        Q = R + gamma * P @ Q.amax(1)
+    return Q
 
 
-def v_pi_ignores_policy(P, R, gamma, policy):
-    eye = torch.eye(len(R), dtype=P.dtype)
-    return torch.linalg.solve(eye - gamma * P.mean(1), R.mean(1))
+# chapter 2: value iteration, and policy iteration on action values
+def value_iteration(P, R, gamma, theta, *, mistake=""):
+    V = torch.zeros(R.shape[0], dtype=P.dtype)
+    while True:
+        if mistake == "action-blind":
+            q = R + gamma * (P.mean(1) @ V)[:, None]
+        elif mistake == "state-reward":
+            q = R.mean(1, keepdim=True) + gamma * P @ V
+        elif mistake == "max-next-state":
+            q = R + gamma * V.max()
+        else:
+            q = R + gamma * P @ V
+        V_new = q.mean(1) if mistake == "average" else q.amax(1)
+        delta = (V_new - V).abs().max()
+        V = V_new
+        if mistake == "one-sweep" or delta < theta:  # e.g. the test written the wrong way round
+            break
+    best = R if mistake == "greedy-on-reward" else R + gamma * P @ V
+    return V, torch.nn.functional.one_hot(best.argmax(1), R.shape[1]).to(P.dtype)
 
 
-# chapter 2: value iteration and the greedy policy
-def sweep_mean_over_actions(P, R, gamma, V):
-    return (R + gamma * P @ V).mean(1)
+def value_iteration_variant(mistake: str) -> Callable:
+    return lambda *args: value_iteration(*args, mistake=mistake)
 
 
-def sweep_returns_argmax(P, R, gamma, V):
-    return (R + gamma * P @ V).argmax(1).to(P.dtype)
+def q_policy_iteration(P, R, gamma, policy, *, mistake=""):
+    S, A = R.shape
+    policy = policy.clone()
+    Q = torch.zeros_like(R)
+    eye = torch.eye(S * A, dtype=P.dtype)
+    while True:
+        if mistake == "partial-evaluation":
+            for _ in range(3):  # a few sweeps of the q backup, not to convergence
+                Q = R + gamma * P @ (policy * Q).sum(1)
+        else:
+            M = torch.einsum("sat,tb->satb", P, policy).reshape(S * A, S * A)
+            Q = torch.linalg.solve(eye - gamma * M, R.reshape(-1)).reshape(S, A)
+        best = R if mistake == "greedy-on-reward" else Q
+        if mistake == "ties-not-kept":
+            new = torch.nn.functional.one_hot(best.argmax(1), A).to(P.dtype)
+        else:
+            keep = (best * policy).sum(1) >= best.max(1).values - 1e-9
+            greedy = torch.nn.functional.one_hot(best.argmax(1), A).to(P.dtype)
+            new = torch.where(keep[:, None], policy, greedy)
+        if torch.equal(new, policy):
+            return Q, policy
+        policy = new
 
 
-def sweep_without_gamma(P, R, gamma, V):
-    return (R + P @ V).max(1).values
+def q_policy_iteration_variant(mistake: str) -> Callable:
+    return lambda *args: q_policy_iteration(*args, mistake=mistake)
 
 
-def sweep_transitions_ignore_action(P, R, gamma, V):
-    return (R + gamma * (P.mean(1) @ V)[:, None]).max(1).values
-
-
-def sweep_reward_by_state(P, R, gamma, V):
-    return (R.mean(1, keepdim=True) + gamma * P @ V).max(1).values
-
-
-def greedy_on_reward_only(P, R, gamma, V):
-    return torch.nn.functional.one_hot(R.argmax(1), R.shape[1]).to(P.dtype)
-
-
-# chapter 3: returns and TD(0)
+# chapter 3: first-visit Monte Carlo and n-step TD
 def _returns(rewards, gamma):
     G, out = 0.0, np.zeros(len(rewards))
     for t in reversed(range(len(rewards))):
@@ -166,94 +215,165 @@ def _returns(rewards, gamma):
     return out
 
 
-def returns_whole_episode(rewards, gamma):
-    return np.full(len(rewards), _returns(rewards, gamma)[0])
-
-
-def returns_undiscounted(rewards, gamma):
-    return _returns(rewards, 1.0)
-
-
-def returns_discounted_from_start(rewards, gamma):
-    return _returns(rewards, gamma) * gamma ** np.arange(len(rewards))
-
-
-def td0_no_terminal_masking(V, s, r, s_next, terminated, alpha, gamma):
-    V[s] += alpha * (r + gamma * V[s_next] - V[s])
+def first_visit_mc(V, counts, states, rewards, gamma, *, returns=None, every=False, step=None):
+    returns = _returns(rewards, gamma) if returns is None else returns
+    seen = set()
+    for t, s in enumerate(states[: len(rewards)]):  # states[T] is where it ended
+        if s in seen and not every:
+            continue
+        seen.add(s)
+        counts[s] += 1
+        V[s] += (1.0 / counts[s] if step is None else step(counts[s])) * (returns[t] - V[s])
     return V
 
 
-def td0_alpha_as_gamma(V, s, r, s_next, terminated, alpha, gamma):
-    V[s] += alpha * (r + alpha * (0.0 if terminated else V[s_next]) - V[s])
+def mc_every_visit(V, counts, states, rewards, gamma):
+    return first_visit_mc(V, counts, states, rewards, gamma, every=True)
+
+
+def mc_last_visit_return(V, counts, states, rewards, gamma):
+    returns = _returns(rewards, gamma)
+    by_state = {s: returns[t] for t, s in enumerate(states[:-1])}  # later visits overwrite
+    for s, G in by_state.items():
+        counts[s] += 1
+        V[s] += (G - V[s]) / counts[s]
     return V
 
 
-def td0_updates_next_state(V, s, r, s_next, terminated, alpha, gamma):
-    target = r + gamma * (0.0 if terminated else V[s_next])
-    V[s_next] += alpha * (target - V[s_next])
+def mc_whole_episode_return(V, counts, states, rewards, gamma):
+    G0 = _returns(rewards, gamma)[0]
+    return first_visit_mc(V, counts, states, rewards, gamma, returns=np.full(len(rewards), G0))
+
+
+def mc_undiscounted(V, counts, states, rewards, gamma):
+    return first_visit_mc(V, counts, states, rewards, 1.0)
+
+
+def mc_return_without_next_reward(V, counts, states, rewards, gamma):
+    G, returns = 0.0, np.zeros(len(rewards))
+    for t in reversed(range(len(rewards))):
+        returns[t] = G  # stored before adding rewards[t], as if rewards[t] held R_t
+        G = rewards[t] + gamma * G
+    return first_visit_mc(V, counts, states, rewards, gamma, returns=returns)
+
+
+def mc_counts_not_kept(V, counts, states, rewards, gamma):
+    return first_visit_mc(V, counts.copy(), states, rewards, gamma)  # a copy: counts are lost
+
+
+def mc_updates_final_state(V, counts, states, rewards, gamma):
+    returns = np.append(_returns(rewards, gamma), 0.0)  # G_T = 0 for the final state S_T
+    seen = set()
+    for s, G in zip(states, returns, strict=True):
+        if s not in seen:
+            seen.add(s)
+            counts[s] += 1
+            V[s] += (G - V[s]) / counts[s]
     return V
 
 
-# chapter 4: epsilon-greedy, Q-learning, SARSA
+def mc_step_one_over_n_plus_one(V, counts, states, rewards, gamma):
+    return first_visit_mc(V, counts, states, rewards, gamma, step=lambda N: 1.0 / (N + 1))
+
+
+def n_step_td(V, states, rewards, n, alpha, gamma, *, mistake=""):
+    T, before = len(rewards), V.copy()
+    discount = alpha if mistake == "alpha" else gamma
+    for tau in range(T - n + 1 if mistake == "tail" else T):
+        end = min(tau + n, T)
+        if mistake == "skips":  # R_i read as rewards[i]
+            G = sum(discount ** (i - tau - 1) * rewards[i] for i in range(tau + 1, min(end + 1, T)))
+        else:
+            G = sum(
+                discount ** (i - tau + (mistake == "first")) * rewards[i] for i in range(tau, end)
+            )
+        values = before if mistake == "offline" else V
+        if mistake == "terminal":  # bootstraps wherever the n steps end, S_T included
+            G += discount ** (end - tau) * values[states[end]]
+        elif tau + n < T:
+            G += discount ** (n - 1 if mistake == "n-1" else n) * values[states[tau + n]]
+        V[states[tau]] += alpha * (G - V[states[tau]])
+    return V
+
+
+def n_step_td_variant(mistake: str) -> Callable:
+    return lambda *args: n_step_td(*args, mistake=mistake)
+
+
+# chapter 4: epsilon-greedy, Expected SARSA, Double Q-learning
+def _greedy(q, rng):
+    return int(rng.choice(np.flatnonzero(q == q.max())))  # ties broken at random, as they should
+
+
 def greedy_only(q, epsilon, rng):
-    return int(np.argmax(q))
+    return _greedy(q, rng)
 
 
 def explores_with_one_minus_epsilon(q, epsilon, rng):
-    return int(rng.integers(len(q))) if rng.random() > epsilon else int(np.argmax(q))
+    return int(rng.integers(len(q))) if rng.random() > epsilon else _greedy(q, rng)
 
 
 def fixed_epsilon(q, epsilon, rng):
-    return int(rng.integers(len(q))) if rng.random() < 0.1 else int(np.argmax(q))
+    return int(rng.integers(len(q))) if rng.random() < 0.1 else _greedy(q, rng)
 
 
 def random_action_excludes_greedy(q, epsilon, rng):
+    greedy = _greedy(q, rng)
     if rng.random() < epsilon:
-        others = [a for a in range(len(q)) if a != int(np.argmax(q))]
-        return int(rng.choice(others))
-    return int(np.argmax(q))
+        return int(rng.choice([a for a in range(len(q)) if a != greedy]))
+    return greedy
 
 
 def epsilon_greedy_unseeded(q, epsilon, rng):
     own = np.random.default_rng()  # a fresh, unseeded generator instead of the rng given
-    return int(own.integers(len(q))) if own.random() < epsilon else int(np.argmax(q))
+    return int(own.integers(len(q))) if own.random() < epsilon else _greedy(q, own)
 
 
-def q_update(Q, s, a, r, s_next, terminated, alpha, gamma, *, mask=True, discount=None):
-    discount = gamma if discount is None else discount
-    bootstrap = 0.0 if terminated and mask else Q[s_next].max()
+def epsilon_greedy_first_of_ties(q, epsilon, rng):
+    # right in every way but one: np.argmax breaks ties by taking the first best action
+    return int(rng.integers(len(q))) if rng.random() < epsilon else int(np.argmax(q))
+
+
+def expected_sarsa(Q, s, a, r, s_next, terminated, alpha, gamma, epsilon, *, mistake=""):
+    q = Q[s_next]
+    best = (q == q.max()).astype(float)
+    pi = epsilon / len(q) + (1 - epsilon) * best / best.sum()
+    if mistake == "max":  # Q-learning's target
+        pi = np.eye(len(q))[q.argmax()]
+    elif mistake == "uniform":  # epsilon ignored
+        pi = np.full(len(q), 1 / len(q))
+    elif mistake == "each-tie":  # 1 - epsilon to every tied action: pi sums to more than 1
+        pi = epsilon / len(q) + (1 - epsilon) * best
+    bootstrap = 0.0 if terminated and mistake != "no-masking" else pi @ q
+    discount = alpha if mistake == "alpha" else gamma
+    if mistake == "greedy-action":
+        a = int(Q[s].argmax())
     Q[s, a] += alpha * (r + discount * bootstrap - Q[s, a])
     return Q
 
 
-def q_update_greedy_action(Q, s, a, r, s_next, terminated, alpha, gamma):
-    return q_update(Q, s, int(Q[s].argmax()), r, s_next, terminated, alpha, gamma)
+def expected_sarsa_variant(mistake: str) -> Callable:
+    return lambda *args: expected_sarsa(*args, mistake=mistake)
 
 
-def q_update_no_terminal_masking(Q, s, a, r, s_next, terminated, alpha, gamma):
-    return q_update(Q, s, a, r, s_next, terminated, alpha, gamma, mask=False)
+def double_q(Q1, Q2, s, a, r, s_next, terminated, alpha, gamma, update_first, *, mistake=""):
+    first = not update_first if mistake == "other-table" else update_first
+    Qa, Qb = (Q1, Q2) if first else (Q2, Q1)  # update Qa, evaluate with Qb
+    if mistake == "same-table":  # Q-learning on one table
+        value = Qa[s_next].max()
+    elif mistake == "other-max":
+        value = Qb[s_next].max()
+    elif mistake == "swapped":  # select with Qb, evaluate with Qa
+        value = Qa[s_next, Qb[s_next].argmax()]
+    else:
+        value = Qb[s_next, Qa[s_next].argmax()]
+    bootstrap = 0.0 if terminated and mistake != "no-masking" else value
+    Qa[s, a] += alpha * (r + gamma * bootstrap - Qa[s, a])
+    return Q1, Q2
 
 
-def q_update_alpha_as_gamma(Q, s, a, r, s_next, terminated, alpha, gamma):
-    return q_update(Q, s, a, r, s_next, terminated, alpha, gamma, discount=alpha)
-
-
-def sarsa(Q, s, a, r, s_next, a_next, terminated, alpha, gamma, *, use_max=False, mask=True):
-    q_next = Q[s_next].max() if use_max else Q[s_next, a_next]
-    Q[s, a] += alpha * (r + gamma * (0.0 if terminated and mask else q_next) - Q[s, a])
-    return Q
-
-
-def sarsa_bootstraps_from_max(Q, s, a, r, s_next, a_next, terminated, alpha, gamma):
-    return sarsa(Q, s, a, r, s_next, a_next, terminated, alpha, gamma, use_max=True)
-
-
-def sarsa_no_terminal_masking(Q, s, a, r, s_next, a_next, terminated, alpha, gamma):
-    return sarsa(Q, s, a, r, s_next, a_next, terminated, alpha, gamma, mask=False)
-
-
-def sarsa_updates_greedy_action(Q, s, a, r, s_next, a_next, terminated, alpha, gamma):
-    return sarsa(Q, s, int(Q[s].argmax()), r, s_next, a_next, terminated, alpha, gamma)
+def double_q_variant(mistake: str) -> Callable:
+    return lambda *args: double_q(*args, mistake=mistake)
 
 
 # chapter 5: DQN targets and loss
@@ -337,6 +457,18 @@ def reinforce_no_minus_sign(logits, actions, rewards, gamma):
     return -reinforce(logits, actions, rewards, gamma)
 
 
+# two right answers: the gradient of the discounted objective, weighted by gamma^t ...
+def reinforce_gamma_t(logits, actions, rewards, gamma):
+    G = torch.as_tensor(_returns(rewards.numpy(), gamma), dtype=torch.float32)
+    return reinforce(logits, actions, rewards, gamma, G=gamma ** torch.arange(len(G)) * G)
+
+
+# ... which is every reward discounted from the episode's start: sum_{k>=t} gamma^k R_{k+1}
+def reinforce_discounted_from_start(logits, actions, rewards, gamma):
+    discounted = rewards * gamma ** torch.arange(len(rewards), dtype=rewards.dtype)
+    return reinforce(logits, actions, rewards, gamma, G=discounted.flip(0).cumsum(0).flip(0))
+
+
 # chapter 7: GAE and the PPO policy loss
 def gae(rewards, values, next_values, terminated, truncated, gamma, lam, *, variant=""):
     advantages, last = torch.zeros_like(rewards), torch.zeros_like(rewards[0])
@@ -351,6 +483,8 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, lam, *, vari
             bootstrap = torch.ones_like(bootstrap)
         elif variant == "no-truncation-bootstrap":
             bootstrap = carry
+        elif variant == "truncation-overrides-termination":
+            bootstrap = ~terminated[t] | truncated[t]
         elif variant == "trace-across-truncation":
             carry = ~terminated[t]
         delta = rewards[t] + gamma * bootstrap * v_next - values[t]
@@ -456,6 +590,18 @@ def n_step_variant(mistake: str) -> Callable:
     return returns_fn
 
 
+def n_step_returns_or_truncated(rewards, terminated, truncated, next_values, gamma):
+    # the mask ~terminated | truncated: a step both terminated and truncated (a pole that
+    # falls at CartPole's 500th step) bootstraps from V(final observation)
+    T = rewards.shape[0]
+    returns = torch.zeros_like(rewards)
+    for t in reversed(range(T)):
+        after = next_values[t] if t == T - 1 else returns[t + 1]
+        follow = torch.where(truncated[t], next_values[t], after)
+        returns[t] = rewards[t] + gamma * (~terminated[t] | truncated[t]) * follow
+    return returns
+
+
 BUGGY = [
     _bad(
         "check_n_step_returns",
@@ -489,6 +635,13 @@ BUGGY = [
         n_step_variant("no-truncation"),
         "did not bootstrap at a truncation",
         "a2c-returns-truncation-as-termination",
+        9,
+    ),
+    _bad(
+        "check_n_step_returns",
+        n_step_returns_or_truncated,
+        "both terminated and truncated (a mask like ~terminated | truncated)",
+        "a2c-returns-bootstrap-when-terminated-and-truncated",
         9,
     ),
     _bad(
@@ -535,122 +688,217 @@ BUGGY = [
     ),
     # chapter 1
     _bad(
-        "check_bellman_expectation_backup",
-        backup_without_gamma,
+        "check_expected_return",
+        expected_return_variant("transposed"),
+        "wrong side (P_pi @ d)",
+        "expected-return-distribution-times-P-transposed",
+    ),
+    _bad(
+        "check_expected_return",
+        expected_return_variant("first-discounted"),
+        "discounted the first reward",
+        "expected-return-discounts-the-first-reward",
+    ),
+    _bad(
+        "check_expected_return",
+        expected_return_variant("one-too-many"),
+        "one reward too many",
+        "expected-return-horizon-off-by-one",
+    ),
+    _bad(
+        "check_expected_return",
+        expected_return_variant("undiscounted"),
         "forgot the discount gamma",
-        "bellman-backup-without-gamma",
+        "expected-return-without-gamma",
     ),
     _bad(
-        "check_bellman_expectation_backup",
-        backup_with_max,
-        "took the max over actions",
-        "bellman-expectation-backup-takes-max",
+        "check_expected_return",
+        expected_return_variant("on-arrival"),
+        "paid the reward after moving",
+        "expected-return-reward-of-the-next-state",
     ),
     _bad(
-        "check_bellman_expectation_backup",
-        backup_uniform_over_actions,
-        "averaged over actions uniformly",
-        "bellman-backup-ignores-policy",
-    ),
-    _bad(
-        "check_bellman_expectation_backup",
-        backup_transitions_ignore_action,
-        "ignored the action in the transitions",
-        "bellman-backup-transitions-ignore-action",
-        16,
-    ),
-    _bad(
-        "check_bellman_expectation_backup",
-        backup_reward_by_state,
-        "indexed the reward by the state alone",
-        "bellman-backup-reward-by-state",
-        16,
-    ),
-    _bad(
-        "check_exact_v_pi", v_pi_transposed, "used the transpose of P_pi", "exact-v-pi-transposed-P"
-    ),
-    _bad(
-        "check_exact_v_pi",
-        v_pi_ignores_policy,
+        "check_expected_return",
+        expected_return_variant("uniform"),
         "weighted the actions uniformly",
-        "exact-v-pi-ignores-policy",
+        "expected-return-ignores-policy",
+    ),
+    _bad(
+        "check_expected_return",
+        expected_return_variant("state-reward"),
+        "indexed the reward by the state alone",
+        "expected-return-reward-by-state",
+        16,
+    ),
+    _bad(
+        "check_exact_q_pi",
+        q_pi_with_max,
+        "took the max over the next actions",
+        "q-pi-solves-the-optimality-equation",
+    ),
+    _bad(
+        "check_exact_q_pi",
+        exact_q_pi_variant("uniform"),
+        "weighted the next actions uniformly",
+        "q-pi-ignores-policy",
+    ),
+    _bad(
+        "check_exact_q_pi",
+        exact_q_pi_variant("current-state-policy"),
+        "pi(a'|s) of the current state",
+        "q-pi-policy-at-the-current-state",
+    ),
+    _bad(
+        "check_exact_q_pi",
+        exact_q_pi_variant("transposed"),
+        "transpose of the state-action transition matrix",
+        "q-pi-transposed-matrix",
+    ),
+    _bad(
+        "check_exact_q_pi",
+        exact_q_pi_variant("state-reward"),
+        "indexed the reward by the state alone",
+        "q-pi-reward-by-state",
+        16,
     ),
     # chapter 2
     _bad(
-        "check_value_iteration_sweep",
-        sweep_mean_over_actions,
-        "averaged over actions",
+        "check_value_iteration",
+        value_iteration_variant("average"),
+        "averaged over the actions",
         "value-iteration-averages-instead-of-max",
     ),
     _bad(
-        "check_value_iteration_sweep",
-        sweep_returns_argmax,
-        "returned the argmax",
-        "value-iteration-returns-argmax",
+        "check_value_iteration",
+        value_iteration_variant("one-sweep"),
+        "stopped after 1 sweep",
+        "value-iteration-stops-after-one-sweep",
     ),
     _bad(
-        "check_value_iteration_sweep",
-        sweep_without_gamma,
-        "forgot the discount gamma",
-        "value-iteration-without-gamma",
+        "check_value_iteration",
+        value_iteration_variant("max-next-state"),
+        "max over next states",
+        "value-iteration-max-over-next-states",
     ),
     _bad(
-        "check_value_iteration_sweep",
-        sweep_transitions_ignore_action,
+        "check_value_iteration",
+        value_iteration_variant("action-blind"),
         "ignored the action in the transitions",
         "value-iteration-transitions-ignore-action",
         16,
     ),
     _bad(
-        "check_value_iteration_sweep",
-        sweep_reward_by_state,
+        "check_value_iteration",
+        value_iteration_variant("state-reward"),
         "indexed the reward by the state alone",
         "value-iteration-reward-by-state",
         16,
     ),
     _bad(
-        "check_greedy_policy",
-        greedy_on_reward_only,
+        "check_value_iteration",
+        value_iteration_variant("greedy-on-reward"),
         "maximised the immediate reward",
-        "greedy-policy-on-reward-only",
+        "value-iteration-policy-greedy-on-reward",
+    ),
+    _bad(
+        "check_q_policy_iteration",
+        q_policy_iteration_variant("ties-not-kept"),
+        "Keep the current action wherever it ties",
+        "policy-iteration-without-tie-rule-can-cycle",
+    ),
+    _bad(
+        "check_q_policy_iteration",
+        q_policy_iteration_variant("partial-evaluation"),
+        "evaluate each policy to convergence",
+        "policy-iteration-evaluation-not-converged",
+    ),
+    _bad(
+        "check_q_policy_iteration",
+        q_policy_iteration_variant("greedy-on-reward"),
+        "maximised the immediate reward",
+        "policy-iteration-improves-on-immediate-reward",
     ),
     # chapter 3
+    _bad("check_first_visit_mc", mc_every_visit, "at every visit", "mc-every-visit-as-first-visit"),
     _bad(
-        "check_discounted_returns",
-        returns_whole_episode,
+        "check_first_visit_mc",
+        mc_last_visit_return,
+        "return of the last visit",
+        "mc-first-visit-keeps-last-return",
+    ),
+    _bad(
+        "check_first_visit_mc",
+        mc_whole_episode_return,
         "whole episode's return",
-        "returns-whole-episode-for-every-step",
+        "mc-whole-episode-return-for-every-state",
         13,
     ),
     _bad(
-        "check_discounted_returns",
-        returns_undiscounted,
-        "did not discount",
-        "returns-undiscounted",
-        13,
+        "check_first_visit_mc", mc_undiscounted, "did not discount", "mc-returns-undiscounted", 13
     ),
     _bad(
-        "check_discounted_returns",
-        returns_discounted_from_start,
-        "discounted from the start of the episode",
-        "returns-discounted-from-episode-start",
-        13,
+        "check_first_visit_mc",
+        mc_return_without_next_reward,
+        "rewards[t] holds R_{t+1}",
+        "mc-return-misses-the-next-reward",
+    ),
+    _bad("check_first_visit_mc", mc_counts_not_kept, "in place", "mc-counts-not-kept"),
+    _bad(
+        "check_first_visit_mc",
+        mc_updates_final_state,
+        "updated S_T too",
+        "mc-updates-the-final-state",
     ),
     _bad(
-        "check_td0_update",
-        td0_alpha_as_gamma,
-        "learning rate alpha as the discount",
-        "td-target-uses-alpha-as-gamma",
-        8,
+        "check_first_visit_mc",
+        mc_step_one_over_n_plus_one,
+        "1 / (N + 1)",
+        "mc-sample-average-off-by-one",
     ),
     _bad(
-        "check_td0_update",
-        td0_no_terminal_masking,
-        "no terminal masking",
-        "td0-no-terminal-masking",
+        "check_n_step_td_episode",
+        n_step_td_variant("tail"),
+        "left out the last updates",
+        "n-step-td-forgets-the-episode-tail",
+    ),
+    _bad(
+        "check_n_step_td_episode",
+        n_step_td_variant("terminal"),
+        "V(S_T) of the terminal state",
+        "n-step-td-bootstraps-from-terminal",
         9,
     ),
-    _bad("check_td0_update", td0_updates_next_state, "instead of V(S)", "td0-updates-next-state"),
+    _bad(
+        "check_n_step_td_episode",
+        n_step_td_variant("offline"),
+        "values from before the episode",
+        "n-step-td-targets-from-stale-values",
+    ),
+    _bad(
+        "check_n_step_td_episode",
+        n_step_td_variant("n-1"),
+        "gamma^(n-1)",
+        "n-step-td-bootstrap-discount-off-by-one",
+    ),
+    _bad(
+        "check_n_step_td_episode",
+        n_step_td_variant("skips"),
+        "rewards[t] holds R_{t+1}",
+        "n-step-td-rewards-off-by-one",
+    ),
+    _bad(
+        "check_n_step_td_episode",
+        n_step_td_variant("first"),
+        "discounted the first reward",
+        "n-step-td-discounts-first-reward",
+    ),
+    _bad(
+        "check_n_step_td_episode",
+        n_step_td_variant("alpha"),
+        "learning rate alpha as the discount",
+        "n-step-td-alpha-as-gamma",
+        8,
+    ),
     # chapter 4
     _bad(
         "check_epsilon_greedy",
@@ -686,46 +934,81 @@ BUGGY = [
         "epsilon-greedy-ignores-seeded-rng",
     ),
     _bad(
-        "check_q_learning_update",
-        q_update_greedy_action,
-        "instead of the action actually taken",
-        "q-update-wrong-action",
+        "check_epsilon_greedy",
+        epsilon_greedy_first_of_ties,
+        "np.argmax returns the first",
+        "epsilon-greedy-first-of-tied-actions",
+    ),
+    _bad(
+        "check_expected_sarsa_update",
+        expected_sarsa_variant("max"),
+        "that is Q-learning",
+        "expected-sarsa-bootstraps-from-max",
         12,
     ),
     _bad(
-        "check_q_learning_update",
-        q_update_no_terminal_masking,
+        "check_expected_sarsa_update",
+        expected_sarsa_variant("uniform"),
+        "epsilon ignored",
+        "expected-sarsa-uniform-average",
+    ),
+    _bad(
+        "check_expected_sarsa_update",
+        expected_sarsa_variant("each-tie"),
+        "to each of the tied best actions",
+        "expected-sarsa-greedy-mass-to-every-tie",
+    ),
+    _bad(
+        "check_expected_sarsa_update",
+        expected_sarsa_variant("no-masking"),
         "no terminal masking",
-        "q-learning-no-terminal-masking",
+        "expected-sarsa-no-terminal-masking",
         9,
     ),
     _bad(
-        "check_q_learning_update",
-        q_update_alpha_as_gamma,
+        "check_expected_sarsa_update",
+        expected_sarsa_variant("alpha"),
         "learning rate alpha as the discount",
-        "q-learning-alpha-as-gamma",
+        "expected-sarsa-alpha-as-gamma",
         8,
     ),
     _bad(
-        "check_sarsa_update",
-        sarsa_bootstraps_from_max,
-        "that is Q-learning",
-        "sarsa-bootstraps-from-max",
-        12,
-    ),
-    _bad(
-        "check_sarsa_update",
-        sarsa_no_terminal_masking,
-        "no terminal masking",
-        "sarsa-no-terminal-masking",
-        9,
-    ),
-    _bad(
-        "check_sarsa_update",
-        sarsa_updates_greedy_action,
+        "check_expected_sarsa_update",
+        expected_sarsa_variant("greedy-action"),
         "instead of the action actually taken",
-        "sarsa-updates-greedy-action",
+        "expected-sarsa-updates-greedy-action",
         12,
+    ),
+    _bad(
+        "check_double_q_update",
+        double_q_variant("same-table"),
+        "that is Q-learning",
+        "double-q-max-of-updated-table",
+    ),
+    _bad(
+        "check_double_q_update",
+        double_q_variant("other-max"),
+        "max of the other table",
+        "double-q-max-of-other-table",
+    ),
+    _bad(
+        "check_double_q_update",
+        double_q_variant("swapped"),
+        "roles swapped",
+        "double-q-select-and-evaluate-swapped",
+    ),
+    _bad(
+        "check_double_q_update",
+        double_q_variant("other-table"),
+        "updated the other table",
+        "double-q-updates-the-wrong-table",
+    ),
+    _bad(
+        "check_double_q_update",
+        double_q_variant("no-masking"),
+        "no terminal masking",
+        "double-q-no-terminal-masking",
+        9,
     ),
     # chapter 5
     _bad(
@@ -858,6 +1141,13 @@ BUGGY = [
         9,
     ),
     _bad(
+        "check_gae",
+        gae_variant("truncation-overrides-termination"),
+        "both terminated and truncated",
+        "gae-bootstraps-when-terminated-and-truncated",
+        9,
+    ),
+    _bad(
         "check_ppo_policy_loss",
         lambda *a: ppo_loss(*a, behaviour=False),
         "against the current policy",
@@ -906,3 +1196,27 @@ def test_enough_distinct_wrong_implementations() -> None:
     pitfalls = {param.values[3] for param in BUGGY} - {None}
     assert pitfalls <= set(range(1, 18))
     assert pitfalls >= {3, 4, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, sorted(pitfalls)
+
+
+# chapter 6: the REINFORCE checker accepts both right forms, and says which it recognised
+@pytest.mark.parametrize("fn", [reinforce_gamma_t, reinforce_discounted_from_start])
+def test_reinforce_checker_accepts_the_gradient_of_the_discounted_objective(fn, capsys) -> None:
+    checks.check_reinforce_loss(fn)
+    out = capsys.readouterr().out
+    assert "all 4 checks passed" in out
+    assert "recognised the gradient of the discounted objective" in out, out
+
+
+def test_reinforce_checker_names_the_practical_form(capsys) -> None:
+    checks.check_reinforce_loss(reinforce)
+    out = capsys.readouterr().out
+    assert "all 4 checks passed" in out and "recognised the practical estimator" in out, out
+
+
+def test_reinforce_checker_rejects_a_mix_of_the_two_forms() -> None:
+    def mixed(logits, actions, rewards, gamma):
+        form = reinforce_gamma_t if len(actions) % 2 else reinforce
+        return form(logits, actions, rewards, gamma)
+
+    with pytest.raises(checks.CheckError, match="on some episodes and not on others"):
+        checks.check_reinforce_loss(mixed)

@@ -23,7 +23,7 @@ FIG_3_2 = [
     [-1.0, -0.4, -0.4, -0.6, -1.2],
     [-1.9, -1.3, -1.2, -1.4, -2.0],
 ]
-# Figure 3.5: v* of the same grid world
+# Figure 3.5 (Example 3.8, "Solving the Gridworld"): v* of the same grid world
 FIG_3_5 = [
     [22.0, 24.4, 22.0, 19.4, 17.5],
     [19.8, 22.0, 19.8, 17.8, 16.0],
@@ -566,3 +566,122 @@ def test_cuda_matches_cpu() -> None:
         torch.testing.assert_close(gpu.V.cpu(), cpu.V, rtol=0, atol=1e-9)
         V_pe = dp.policy_evaluation(m.to("cuda"), cpu.policy.cuda(), theta=1e-10)
         torch.testing.assert_close(V_pe.cpu(), cpu.V, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# reachable states and convergence rates
+
+
+def test_reachable_states_are_the_states_of_episodes() -> None:
+    """CliffWalking's cliff cells are in gymnasium's table but in no episode: a step into the
+    cliff returns the agent to the start. Every other state (the goal too) is reachable."""
+    cliff = from_gymnasium("CliffWalking-v1", gamma=1.0)
+    reach = dp.reachable_states(cliff)
+    layout = cliff.grid.layout
+    cliff_cells = [s for s, (r, c) in enumerate(cliff.grid.cells) if layout[r][c] == "C"]
+    assert torch.nonzero(~reach).flatten().tolist() == cliff_cells == list(range(37, 47))
+    assert reach[47] and cliff.terminal[47]
+    assert torch.equal(dp.reachable_states(sparse_copy(cliff)), reach)
+    for mdp in (from_gymnasium("FrozenLake-v1", gamma=0.9), example_4_1().to_mdp()):
+        assert dp.reachable_states(mdp).all()
+
+
+def test_reachable_states_follow_allowed_actions_only() -> None:
+    """A state that only a disallowed action leads to is unreachable."""
+    P = torch.zeros(3, 2, 3, dtype=torch.float64)
+    P[:, 0, 0] = 1.0  # action 0: back to state 0
+    P[0, 1, 2] = 1.0  # action 1 from 0 goes to 2 ...
+    P[1:, 1, 1] = 1.0
+    mask = torch.tensor([[True, False], [True, True], [True, True]])  # ... but is not allowed
+    initial = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    mdp = TabularMDP(P, torch.zeros(3, 2), 0.9, action_mask=mask, initial=initial)
+    assert dp.reachable_states(mdp).tolist() == [True, False, False]
+
+
+def test_spectral_radius_without_termination_is_gamma() -> None:
+    """Without terminal states P_pi is stochastic (eigenvalue 1): rho(gamma P_pi) = gamma."""
+    mdp = two_state_mdp(0.9)
+    assert dp.spectral_radius(mdp, mdp.uniform_policy()) == pytest.approx(0.9, abs=1e-12)
+
+
+def test_spectral_radius_is_the_rate_of_convergence() -> None:
+    """The deltas of policy evaluation (Example 4.1, gamma 1) and of value iteration
+    (FrozenLake 8x8, gamma 0.99) shrink per sweep by rho(gamma P_pi), and rho < gamma."""
+    mdp = example_4_1().to_mdp()
+    pi = mdp.uniform_policy()
+    deltas = [s.delta for s in dp.policy_evaluation_sweeps(mdp, pi, theta=1e-10)]
+    rho = dp.spectral_radius(mdp, pi)
+    assert rho < 1.0
+    assert (deltas[-1] / deltas[-101]) ** (1 / 100) == pytest.approx(rho, abs=1e-4)
+    lake = from_gymnasium("FrozenLake-v1", gamma=0.99, map_name="8x8")
+    result = dp.value_iteration(lake, theta=1e-10)
+    rho = dp.spectral_radius(lake, result.policy)
+    assert rho < 0.975 < lake.gamma
+    rate = (result.deltas[-1] / result.deltas[-101]) ** (1 / 100)
+    assert rate == pytest.approx(rho, abs=1e-3)
+
+
+def test_spectral_radius_of_an_improper_policy_is_one() -> None:
+    """gamma = 1 and a policy that never ends the episode: rho = 1, the rate of no convergence."""
+    mdp, pi = always_up_policy()
+    assert dp.spectral_radius(mdp, pi) == pytest.approx(1.0, abs=1e-12)
+    assert dp.spectral_radius(mdp.with_gamma(0.5), pi) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_spectral_radius_refuses_a_huge_mdp() -> None:
+    next_states, probs, R = random_successor_mdp(6000, 2, 3, seed=1)
+    mdp = TabularMDP.from_successors(next_states, probs, R, 0.9)
+    with pytest.raises(ValueError, match="dense 6000x6000"):
+        dp.spectral_radius(mdp, mdp.uniform_policy())
+
+
+def test_gambler_with_the_books_zero_stake() -> None:
+    """With stake 0 allowed (the book's action set) v* is unchanged, q*(s, 0) = v*(s) ties
+    with the best stake everywhere, and the smallest optimal stake (0) never ends the episode."""
+    book = GamblerEnv(p_h=0.4, zero_stake=True).to_mdp()
+    course = GamblerEnv(p_h=0.4).to_mdp()
+    live = ~book.terminal
+    assert book.action_mask[live, 0].all() and not course.action_mask[live, 0].any()
+    V = dp.value_iteration(book, theta=1e-12).V
+    torch.testing.assert_close(V, dp.value_iteration(course, theta=1e-12).V, rtol=0, atol=1e-9)
+    ties = dp.greedy_ties(book, V, tol=1e-8)
+    assert ties[live, 0].all()
+    never_bet = dp.greedy_policy(book, V, tol=1e-8)  # ties go to the lowest action: stake 0
+    assert (never_bet[live, 0] == 1).all()
+    with pytest.raises(ValueError, match="never reaches a terminal state"):
+        dp.exact_policy_evaluation(book, never_bet)
+    # a stake of 0 is a valid action of the env, and it changes nothing
+    env = GamblerEnv(p_h=0.4, zero_stake=True)
+    env.reset(seed=0, options={"start_state": 30})
+    s, r, terminated, _, info = env.step(0)
+    assert (s, r, terminated, info["invalid_action"]) == (30, 0.0, False, False)
+
+
+def test_cliffwalking_figure_leaves_out_the_cliff() -> None:
+    """plot_value_grid (chapter 2's CliffWalking figure) colours no value, writes no number
+    and draws no arrow on the unreachable cliff cells, and keeps the terminal goal off the
+    colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlcourse import plots
+
+    cliff = from_gymnasium("CliffWalking-v1", gamma=1.0)
+    V = dp.value_iteration(cliff).V
+    ax = plots.plot_value_grid(cliff, V, decimals=0)
+    image = ax.images[0].get_array()
+    hidden = np.ma.getmaskarray(image)
+    assert hidden[3, 1:].all() and not hidden[:3].any() and not hidden[3, 0]
+    lo, hi = ax.images[0].norm.vmin, ax.images[0].norm.vmax
+    assert (lo, hi) == (V[~cliff.terminal & dp.reachable_states(cliff)].min().item(), -1.0)
+    numbers = [t for t in ax.texts if t.get_text().lstrip("-").isdigit()]
+    assert len(numbers) == 38  # 37 reachable non-terminal states and the goal's 0
+    on_cliff = [
+        t for t in numbers if round(t.get_position()[1]) == 3 and 1 <= t.get_position()[0] <= 10
+    ]
+    assert not on_cliff
+    quiver = next(c for c in ax.collections if hasattr(c, "U"))
+    assert all(round(y) < 3 or round(x) == 0 for x, y in quiver.get_offsets())
+    plt.close(ax.figure)

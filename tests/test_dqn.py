@@ -44,6 +44,43 @@ def test_epsilon_schedule_is_linear_then_constant() -> None:
     assert cfg.epsilon(10**6) == pytest.approx(0.1)
 
 
+def test_replay_ratio_and_samples_per_transition() -> None:
+    """The defaults: 32 gradient steps every 16 steps of 8 environments (1 per 4 environment
+    steps), each transition sampled 16 times (batch 64); without replay, once."""
+    cfg = dqn.DQNConfig()
+    assert cfg.replay_ratio == 0.25 and cfg.samples_per_transition == 16
+    assert cfg.target_update_interval == cfg.gradient_steps  # once per training phase
+    assert dqn.DQNConfig(gradient_steps=2).samples_per_transition == 1
+    online = dqn.DQNConfig(replay=False)
+    assert online.replay_ratio == 1 / 8 and online.samples_per_transition == 1
+
+
+def test_an_early_stop_finishes_the_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored notebook must not show a bar stuck below 100% after a confirmed solve."""
+    bars = []
+
+    class Bar:
+        def __init__(self, total: int, **_: object) -> None:
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, k: int) -> None:
+            self.n += k
+
+        def set_postfix(self, **_: object) -> None:
+            pass
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(dqn, "tqdm", Bar)
+    cfg = dqn.DQNConfig(total_steps=4_000, eval_every=1_000, solve_threshold=0.0)
+    _, history = dqn.train("CartPole-v1", cfg, seed=0)
+    (bar,) = bars
+    assert history.solved_step is not None and history.solved_step < cfg.total_steps
+    assert bar.closed and bar.n == bar.total == history.solved_step
+
+
 # ---------------------------------------------------------------------------
 # the loss, by hand
 
@@ -144,8 +181,22 @@ def test_replay_buffer_wraps_around_and_samples_stored_rows() -> None:
     obs, _, rewards, next_obs, _ = buf.sample(64)
     assert set(obs[:, 0].tolist()) <= stored
     assert torch.equal(rewards, obs[:, 0]) and torch.equal(next_obs, obs + 1)
-    latest = buf.latest(2)[0][:, 0].tolist()
-    assert latest == [8.0, 7.0]
+    latest = buf.latest(3)[0][:, 0].tolist()
+    assert latest == [6.0, 7.0, 8.0]  # the 3 added last, oldest first, across the wrap
+    assert buf.latest(0)[0].shape == (0, 2)
+
+
+def test_replay_buffer_latest_refuses_more_than_it_holds() -> None:
+    buf = ReplayBuffer(5, (2,))
+    buf.add(
+        torch.zeros(2, 2),
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2),
+        torch.zeros(2, 2),
+        torch.zeros(2),
+    )
+    with pytest.raises(ValueError, match="between 0 and the 2 transitions stored"):
+        buf.latest(3)
 
 
 def test_replay_buffer_sampling_is_seeded() -> None:
@@ -164,6 +215,40 @@ def test_replay_buffer_errors() -> None:
         ReplayBuffer(0, (2,))
     with pytest.raises(RuntimeError, match="empty"):
         ReplayBuffer(4, (2,)).sample(1)
+
+
+def test_without_replay_each_transition_is_learnt_from_once_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The "no replay" ablation is online Q-learning: after every vector step, one gradient
+    step on exactly the transitions that step produced, so the batches, in order, are the
+    stream of transitions, each once (not one batch of the latest transitions over and over,
+    nor only some of them)."""
+    produced: list[torch.Tensor] = []  # next_obs of each vector step's transitions
+    learnt: list[torch.Tensor] = []  # next_obs of each gradient step's batch
+
+    class Recording(Transitions):
+        def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = super().step(actions)
+            next_obs, valid = out[0], out[4]
+            produced.append(next_obs[valid].clone())
+            return out
+
+    td_loss = dqn._td_loss
+
+    def recording_loss(q_net, target_net, batch, cfg):
+        learnt.append(batch[3].clone())
+        return td_loss(q_net, target_net, batch, cfg)
+
+    monkeypatch.setattr(dqn, "Transitions", Recording)
+    monkeypatch.setattr(dqn, "_td_loss", recording_loss)
+    cfg = dqn.DQNConfig(total_steps=600, num_envs=4, replay=False, eval_every=0)
+    dqn.train("CartPole-v1", cfg, seed=0, progress=False)
+    steps_with_data = [x for x in produced if len(x)]
+    assert any(len(x) < cfg.num_envs for x in produced)  # some copies were resetting
+    assert len(learnt) == len(steps_with_data)  # one gradient step per vector step
+    assert all(torch.equal(a, b) for a, b in zip(learnt, steps_with_data, strict=True))
+    assert sum(map(len, learnt)) >= cfg.total_steps  # every transition, from the first
 
 
 # ---------------------------------------------------------------------------
@@ -236,6 +321,32 @@ def test_cuda_without_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
         "CartPole-v1", dqn.DQNConfig(total_steps=64, device="auto", eval_every=0), progress=False
     )
     assert agent.device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+@pytest.mark.parametrize(
+    "change", [{"replay": False}, {"target_network": False}, {"dueling": True}], ids=str
+)
+def test_chapter_5_ablations_on_a_gpu(device: str, change: dict, tmp_path) -> None:
+    """Chapter 5's ablations (online Q-learning, no target network, dueling) on ``device``,
+    and what the chapter does with their agents: Q at start states, greedy scores, a
+    checkpoint loaded on the agent's own device computing the very same numbers. (The
+    default DQN on a GPU: tests/test_cuda.py.)"""
+    import rlcourse
+
+    cfg = dqn.DQNConfig(total_steps=2_000, eval_every=0, device=device, **change)
+    agent, history = dqn.train("CartPole-v1", cfg, seed=0, progress=False)
+    assert history.episodes
+    start_states = gym.make_vec("CartPole-v1", 20).reset(seed=0)[0]
+    assert np.isfinite(float(agent.q_values(start_states).max()))
+    assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=5, seed=60_000).shape == (5,)
+    obs = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    agent.save(tmp_path / "agent.pt")
+    loaded = dqn.DQNAgent.load(tmp_path / "agent.pt", device=str(agent.device))
+    assert loaded.device == agent.device
+    assert torch.equal(loaded.q_values(obs), agent.q_values(obs))
+    assert np.array_equal(loaded.act(obs), agent.act(obs))
 
 
 def test_save_load_round_trip_and_clear_errors(tmp_path) -> None:

@@ -1,5 +1,5 @@
 """FlatParameters: one tensor for an optimiser and for gradient clipping, the same steps
-as the per-parameter way."""
+as the per-parameter way; policy_sample's Gumbel-max draws."""
 
 from __future__ import annotations
 
@@ -107,3 +107,30 @@ def test_policy_sample_draws_from_the_softmax_of_the_logits() -> None:
     first = policy_sample(logits)
     torch.manual_seed(1)
     assert torch.equal(policy_sample(logits), first)  # seeded by torch's generator
+
+
+def test_policy_sample_survives_an_exponential_draw_of_zero(monkeypatch) -> None:
+    """exponential_() can return exactly 0: -log 0 = inf must not make logits + g infinite,
+    nor NaN where a logit is -inf (argmax would pick that action of probability 0)."""
+    logits = torch.tensor([[0.0, 1.0, -torch.inf], [-torch.inf, 2.0, 0.5]])
+    monkeypatch.setattr(torch.Tensor, "exponential_", lambda self, *a, **k: self.zero_())
+    assert policy_sample(logits).tolist() == [1, 1]  # every E = 0: the argmax of the logits
+
+    def one_zero(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        self.fill_(1.0)
+        self[:, -1] = 0.0  # the last action draws E = 0: it wins where it is possible at all
+        return self
+
+    monkeypatch.setattr(torch.Tensor, "exponential_", one_zero)
+    assert policy_sample(logits).tolist() == [1, 2]
+
+
+def test_policy_sample_is_the_unclamped_gumbel_max_where_no_draw_is_zero() -> None:
+    """The clamp changes no draw but a zero: the same actions as argmax(logits - log E)."""
+    logits = torch.randn(20_000, 6, generator=torch.Generator().manual_seed(0)) * 3
+    torch.manual_seed(5)
+    actions = policy_sample(logits)
+    torch.manual_seed(5)
+    E = torch.empty_like(logits).exponential_()
+    assert bool((E > 0).all())
+    assert torch.equal(actions, (logits - E.log()).argmax(-1))

@@ -4,6 +4,7 @@ seeded determinism, and learning (a contextual bandit and CartPole)."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import gymnasium as gym
@@ -11,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from tqdm import tqdm
 
 import rlcourse
 from rlcourse import pg
-from rlcourse.buffers import discounted_reward_to_go
-from rlcourse.envs.vector import Transitions
+from rlcourse.buffers import RolloutBuffer, collect_rollout, discounted_reward_to_go
+from rlcourse.envs.vector import Transitions, make_vector_env
 from rlcourse.nets import ActorCritic
 
 
@@ -183,6 +185,31 @@ def test_play_episodes_keeps_the_first_episode_of_each_copy(mode: AutoresetMode)
     assert ep.obs[:, 1, 0].tolist() == [3.0, 2.0, 1.0]  # copy 1 from its reset to its end
     assert ((ep.rewards * ep.mask).sum(0)).tolist() == [0.0, 3.0, 1.0]
     assert (ep.terminated & ep.mask).sum(0).tolist() == [1, 1, 1]  # each ends exactly once
+    two = ep.select(slice(1, 3))  # the episodes of copies 1 and 2
+    assert two.mask.T.tolist() == [[True, True, True], [True, True, False]]
+    assert torch.equal(two.obs, ep.obs[:, 1:3])
+
+
+@pytest.mark.parametrize(
+    ("mode", "simulated"), [(AutoresetMode.NEXT_STEP, 7), (AutoresetMode.SAME_STEP, 9)]
+)
+def test_reinforce_counts_the_steps_it_simulates_but_does_not_learn_from(
+    mode: AutoresetMode, simulated: int
+) -> None:
+    """Episodes of 1, 3 and 2 steps: REINFORCE learns from 6 steps, while the copies that
+    finished first are stepped on until the 3-step episode ends. NEXT_STEP: copy 0 resets
+    (not a transition) and plays 1 more step, copy 2 only resets: 7 steps simulated.
+    SAME_STEP: copies 0 and 2 play 2 and 1 more steps: 9."""
+    envs = gym.vector.SyncVectorEnv(
+        [lambda n=n: Countdown(n) for n in (1, 3, 2)], autoreset_mode=mode
+    )
+    cfg = pg.REINFORCEConfig(total_steps=6, eval_every=0, hidden=(8,))
+    _, history = pg.train_reinforce(envs, cfg, progress=False)
+    assert [(s, n) for s, _, n in history.episodes] == [(1, 1), (4, 3), (6, 2)]
+    assert history.simulated == [(6, simulated)]
+    assert history.simulated_at(6) == simulated
+    with pytest.raises(ValueError, match="no update reached step 7"):
+        history.simulated_at(7)
 
 
 # ---------------------------------------------------------------------------
@@ -268,6 +295,42 @@ def test_continuous_actions_on_pendulum() -> None:
     assert all(math.isfinite(v) for _, v in history.value_loss + history.policy_loss)
 
 
+def test_a2c_loss_is_the_three_terms_written_out() -> None:
+    """``a2c_loss`` on a rollout with an invalid step (NEXT_STEP's reset) and an entropy
+    bonus: the same numbers as the loss written out with its tensors, and the A2C updates
+    record what they simulated."""
+    cfg = pg.A2CConfig(n_steps=5, num_envs=3, ent_coef=0.1, vf_coef=0.7, hidden=(8,))
+    envs = gym.vector.SyncVectorEnv([lambda n=n: Countdown(n) for n in (1, 3, 2)])
+    steps = Transitions(envs, torch.device("cpu"))
+    torch.manual_seed(0)
+    net = ActorCritic(1, n_actions=2, hidden=(8,))
+    buffer = RolloutBuffer(5, 3, (1,))
+    collect_rollout(buffer, net, steps, steps.reset(seed=0), None, None, 0.9, 1.0)
+    assert not bool(buffer.valid.all())  # the resets are in the rollout, masked out
+    loss, parts = pg.a2c_loss(net, buffer, cfg)
+    m = buffer.valid
+    log_probs, entropy, values = net.evaluate(buffer.obs, buffer.actions)
+    advantages = buffer.returns - buffer.values
+    policy_loss = -(log_probs * advantages)[m].mean()
+    value_loss = 0.5 * ((values - buffer.returns)[m] ** 2).mean()
+    by_hand = policy_loss + 0.7 * value_loss - 0.1 * entropy[m].mean()
+    assert torch.allclose(loss, by_hand) and torch.allclose(parts["policy_loss"], policy_loss)
+    assert torch.allclose(parts["value_loss"], value_loss)
+    assert torch.allclose(parts["entropy"], entropy[m].mean())
+
+    _, history = pg.train_a2c(
+        "CartPole-v1", pg.A2CConfig(total_steps=640, eval_every=0), progress=False
+    )
+    assert history.simulated == [(s, s) for s, _ in history.policy_loss]
+
+
+def test_a_bar_that_stops_early_is_closed_finished() -> None:
+    bar = tqdm(total=100, file=io.StringIO())
+    bar.update(30)
+    pg._close(bar)
+    assert (bar.n, bar.total) == (30, 30)
+
+
 def test_grad_norm_is_recorded_before_clipping() -> None:
     cfg = pg.REINFORCEConfig(total_steps=500, max_grad_norm=1e-6, eval_every=0, device="cpu")
     _, history = pg.train_reinforce("CartPole-v1", cfg, progress=False)
@@ -342,3 +405,43 @@ def test_solves_cartpole(train, cfg) -> None:
     assert history.solved_step is not None, history.evaluations
     assert history.solved and history.held_out_mean >= 475, history.selection
     assert rlcourse.evaluate(agent, "CartPole-v1", n_episodes=100, seed=900_000).mean() >= 475
+
+
+# ---------------------------------------------------------------------------
+# the GPU path (skipped without CUDA)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_chapter_6_code_paths_on_the_device(device: str) -> None:
+    """What chapter 6 runs, with the net wherever ``device`` puts it: training, acting on
+    NumPy and tensor observations, episodes played through a ``Transitions`` on the net's
+    device, the REINFORCE gradient estimate with and without a baseline, and A2C's loss."""
+    cfg = pg.REINFORCEConfig(total_steps=2000, eval_every=0, device=device)
+    agent, history = pg.train_reinforce("CartPole-v1", cfg, progress=False)
+    assert history.simulated[-1][1] >= history.simulated[-1][0] >= 2000
+    net, on = agent.net, next(agent.net.parameters()).device
+    obs, _ = gym.make("CartPole-v1").reset(seed=0)
+    assert agent.act(obs) in (0, 1)
+    steps = Transitions(make_vector_env("CartPole-v1", 16), on)
+    ep = pg.play_episodes(net, steps, seed=1000)
+    assert ep.obs.device == on
+    for copies in (slice(0, 8), slice(8, 16)):
+        part = ep.select(copies)
+        G = pg.reinforce_returns(part.rewards, part.terminated, part.truncated, 0.99)
+        log_probs = net.log_prob(net.distribution(part.obs), part.actions)
+        for b in (None, net.value(part.obs).detach()):
+            loss = pg.reinforce_loss(log_probs, G, b, mask=part.mask)
+            grads = torch.autograd.grad(loss, list(net.actor.parameters()), retain_graph=True)
+            assert all(g.device == on and torch.isfinite(g).all() for g in grads)
+
+    a2c_cfg = pg.A2CConfig(total_steps=640, eval_every=0, device=device)
+    a2c, _ = pg.train_a2c("CartPole-v1", a2c_cfg, progress=False)
+    on = next(a2c.net.parameters()).device
+    steps = Transitions(make_vector_env("CartPole-v1", 8), on)
+    buffer = RolloutBuffer(8, 8, (4,), device=on)
+    collect_rollout(buffer, a2c.net, steps, steps.reset(seed=0), None, None, 0.99, 1.0)
+    loss, _ = pg.a2c_loss(a2c.net, buffer, a2c_cfg)
+    assert loss.device == on and torch.isfinite(loss)

@@ -38,6 +38,7 @@ def test_clipped_surrogate_gradient_vanishes_outside_the_trust_region() -> None:
         ("clip_coef", 0.0, "clip_coef must be in"),
         ("n_steps", 0, "n_steps must be a positive integer"),
         ("lr", -1.0, "lr must be positive"),
+        ("target_kl", 0.0, "target_kl must be positive or None"),
     ],
 )
 def test_config_rejects_bad_values(field: str, value: object, message: str) -> None:
@@ -101,6 +102,71 @@ def test_ratio_is_taken_against_the_behaviour_policy() -> None:
     assert frozen["clip_fraction"] == 0.0
     moving = _epochs(net, params, torch.optim.Adam([params.data], lr=0.05), buf, cfg)
     assert moving["approx_kl"] > 1e-4
+
+
+def _shift_by_hand(net: ActorCritic, buf: RolloutBuffer, clip_coef: float) -> dict[str, float]:
+    """KL(pi_old || pi) (k3), clip fraction and ratio range of ``net`` on the whole rollout,
+    computed here from the stored behaviour log-probabilities."""
+    with torch.no_grad():
+        obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
+        log_ratio = net.log_prob(net.distribution(obs), actions) - buf.log_probs.flatten()
+    ratio = log_ratio.exp()
+    return {
+        "approx_kl": float(((ratio - 1) - log_ratio).mean()),
+        "clip_fraction": float(((ratio - 1).abs() > clip_coef).float().mean()),
+        "min_ratio": float(ratio.min()),
+        "max_ratio": float(ratio.max()),
+    }
+
+
+def test_logged_kl_is_that_of_the_updated_policy() -> None:
+    """One epoch of one minibatch: a KL measured before the (only) gradient step is exactly 0,
+    whatever the step did. The logged KL, clip fraction and ratio range are those of the
+    policy the update ended with, against the behaviour policy, on the whole rollout."""
+    torch.manual_seed(2)
+    net = ActorCritic(3, n_actions=2)
+    buf = _filled_buffer(net)
+    cfg = ppo.PPOConfig(epochs=1, minibatch_size=buf.n_steps * buf.num_envs)
+    params = FlatParameters(net.parameters())
+    before = params.data.clone()
+    stats = _epochs(net, params, torch.optim.Adam([params.data], lr=0.05), buf, cfg)
+    assert not torch.equal(params.data, before)  # the policy moved
+    by_hand = _shift_by_hand(net, buf, cfg.clip_coef)
+    assert by_hand["approx_kl"] > 1e-4
+    for name, value in by_hand.items():
+        assert stats[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+    assert stats["min_ratio"] < 1 < stats["max_ratio"]
+    assert set(stats) == set(ppo.STAT_NAMES)
+
+
+def _adam_steps(optimizer: torch.optim.Optimizer) -> int:
+    return int(next(iter(optimizer.state.values()))["step"])
+
+
+def test_target_kl_stops_the_epochs_once_the_updated_policy_exceeds_it() -> None:
+    """With one minibatch per epoch, each epoch is one Adam step. Without target_kl all 5 run;
+    with a target the first epoch's step already exceeds, the epochs stop after it, and
+    the logged KL is that of the policy after that one step."""
+    torch.manual_seed(3)
+    full = ActorCritic(3, n_actions=2)
+    buf = _filled_buffer(full)
+    stopped = ActorCritic(3, n_actions=2)
+    stopped.load_state_dict(full.state_dict())
+    results = []
+    for net, target_kl in ((full, None), (stopped, 1e-6)):
+        cfg = ppo.PPOConfig(
+            epochs=5, minibatch_size=buf.n_steps * buf.num_envs, target_kl=target_kl
+        )
+        params = FlatParameters(net.parameters())
+        optimizer = torch.optim.Adam([params.data], lr=0.01)
+        stats = _epochs(net, params, optimizer, buf, cfg)
+        results.append((_adam_steps(optimizer), stats))
+        assert stats["approx_kl"] == pytest.approx(
+            _shift_by_hand(net, buf, cfg.clip_coef)["approx_kl"], rel=1e-5
+        )
+    (steps_full, stats_full), (steps_stopped, stats_stopped) = results
+    assert steps_full == 5 and steps_stopped == 1
+    assert 1e-6 < stats_stopped["approx_kl"] < stats_full["approx_kl"]
 
 
 def test_advantages_are_fixed_during_the_epochs() -> None:

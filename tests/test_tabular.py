@@ -1,6 +1,7 @@
 """Tests of rlcourse.tabular: single updates computed by hand, epsilon-greedy and its
 schedules, seeded determinism, and the textbook's results (Sutton & Barto, 2nd ed.:
-Example 6.2 random walk, Example 6.5 windy grid world, Example 6.6 cliff walking)."""
+Example 6.2 random walk, Example 6.5 windy grid world, Example 6.6 cliff walking; n-step TD
+on the 19-state random walk of Figure 7.2)."""
 
 from __future__ import annotations
 
@@ -381,6 +382,27 @@ def test_invalid_arguments_are_value_errors(make) -> None:
         make()
 
 
+def test_initial_table_q0() -> None:
+    """Q0 may be a number, a [S, A] table (every learner) or a [N, S, A] table (one per
+    learner): learning continues from it, and the table passed in is not changed."""
+    Q0 = chain_q()
+    agent = tabular.TDControl(chain(), "q_learning", alpha=ALPHA, gamma=GAMMA, num_runs=2, Q0=Q0)
+    np.testing.assert_array_equal(agent.Q, np.stack([Q0, Q0]))
+    agent.step()
+    assert not np.array_equal(agent.Q[:, 0], np.stack([Q0[0], Q0[0]]))  # learning went on
+    np.testing.assert_array_equal(Q0, chain_q())  # the caller's table is untouched
+    per_run = np.stack([Q0, -Q0])
+    agent = tabular.TDControl(chain(), "sarsa", num_runs=2, Q0=torch.as_tensor(per_run))
+    np.testing.assert_array_equal(agent.Q, per_run)
+    # continuing a run from its tables: Q starts where the earlier run ended
+    Q, _ = tabular.sarsa(chain(), 5, 0.5, 1.0, 0.1, seed=0, num_runs=3)
+    more = tabular.TDControl(chain(), "sarsa", n_episodes=1, num_runs=3, seed=9, Q0=Q)
+    np.testing.assert_array_equal(more.Q, Q.numpy())
+    for bad in (np.zeros((3, 3)), np.zeros((3, 3, 4)), np.full((3, 4), np.nan)):
+        with pytest.raises(ValueError, match="Q0 must"):
+            tabular.TDControl(chain(), "q_learning", num_runs=2, Q0=bad)
+
+
 def test_alpha_one_is_allowed() -> None:
     """alpha = 1 is a valid step size (the upper end of (0, 1])."""
     Q, _ = tabular.q_learning(chain(), 3, 1.0, 1.0, 0.1)
@@ -472,45 +494,52 @@ def test_random_walk_episode_lengths_and_returns() -> None:
 
 
 def test_random_walk_td_beats_mc() -> None:
-    """Figure 6.2 (right), 100 runs x 100 episodes, V0 = 0.5: every TD(0) curve
-    (alpha .05, .1, .15) lies below every constant-alpha MC curve (alpha .01, .02, .03, .04),
-    compared as the mean RMS error over episodes 20-100; at 100 episodes TD(0) with
-    alpha .05 is about 0.05 and constant-alpha MC with alpha .01 still above 0.1."""
+    """Example 6.2 (right graph), 100 runs x 100 episodes, V0 = 0.5, with the book's
+    constant-alpha MC, which is every-visit (eq. 6.1): from episode 20 on, every TD(0) curve
+    (alpha .05, .1, .15) lies below every MC curve (alpha .01, .02, .03, .04), and the best
+    TD(0) step size is ahead of the best MC one at every episode. With first-visit MC the
+    first claim fails: alpha .04 ends below TD(0) with alpha .15 (the comparison depends on
+    the variant and the step sizes; chapter 3 says so)."""
     env = RandomWalkEnv()
 
     def td(alpha: float) -> np.ndarray:
         _, h = tabular.td0_prediction(env, RW_POLICY, 100, alpha, 1.0, num_runs=100, V0=0.5)
         return rms_error(h.values)
 
-    def mc(alpha: float) -> np.ndarray:
-        _, h = tabular.mc_prediction(env, RW_POLICY, 100, 1.0, num_runs=100, V0=0.5, alpha=alpha)
+    def mc(alpha: float, first_visit: bool = False) -> np.ndarray:
+        _, h = tabular.mc_prediction(
+            env, RW_POLICY, 100, 1.0, num_runs=100, V0=0.5, alpha=alpha, first_visit=first_visit
+        )
         return rms_error(h.values)
 
-    td_curves = {a: td(a) for a in (0.05, 0.1, 0.15)}
-    mc_curves = {a: mc(a) for a in (0.01, 0.02, 0.03, 0.04)}
-    worst_td = max(c[20:].mean() for c in td_curves.values())
-    best_mc = min(c[20:].mean() for c in mc_curves.values())
-    assert worst_td < best_mc
-    assert td_curves[0.05][100] < 0.06
-    assert mc_curves[0.01][100] > 0.1
-    for curve in (*td_curves.values(), *mc_curves.values()):
+    td_curves = np.array([td(a) for a in (0.05, 0.1, 0.15)])
+    mc_curves = np.array([mc(a) for a in (0.01, 0.02, 0.03, 0.04)])
+    assert (td_curves.max(0) < mc_curves.min(0))[20:].all()
+    assert (td_curves.min(0) < mc_curves.min(0))[1:].all()
+    assert td_curves[0, 100] < 0.06 and mc_curves[0, 100] > 0.08
+    for curve in (*td_curves, *mc_curves):
         assert curve[100] < 0.7 * curve[0]  # all learn
+    assert mc(0.04, first_visit=True)[100] < td_curves[2, 100]
 
 
 def test_random_walk_estimates_converge() -> None:
     """After 1000 episodes every method is close to the true values 1/6 ... 5/6:
     TD(0) alpha 0.05 and MC alpha 0.01 within RMS 0.05, sample-average MC (first- and
-    every-visit) within 0.04."""
+    every-visit) within 0.04. The constant step sizes have reached their floor (no better at
+    1000 than at 500 episodes); the sample averages are still improving."""
     env = RandomWalkEnv()
     _, h = tabular.td0_prediction(env, RW_POLICY, 1000, 0.05, 1.0, num_runs=20, V0=0.5)
-    assert rms_error(h.values)[-1] < 0.05
+    curve = rms_error(h.values)
+    assert curve[-1] < 0.05 and curve[1000] > 0.9 * curve[500]
     _, h = tabular.mc_prediction(env, RW_POLICY, 1000, 1.0, num_runs=20, V0=0.5, alpha=0.01)
     assert rms_error(h.values)[-1] < 0.05
     for first_visit in (True, False):
         V, h = tabular.mc_prediction(
             env, RW_POLICY, 1000, 1.0, num_runs=20, V0=0.5, first_visit=first_visit
         )
-        assert rms_error(h.values)[-1] < 0.04
+        assert (
+            rms_error(h.values)[-1] < 0.04 and rms_error(h.values)[1000] < rms_error(h.values)[250]
+        )
         np.testing.assert_array_equal(V[:, [0, 6]].numpy(), 0.5)  # terminal states never updated
 
 
@@ -524,6 +553,137 @@ def test_sample_average_mc_first_episode_is_the_return() -> None:
     np.testing.assert_array_equal(np.where(visited, V1, G[:, None]), np.repeat(G[:, None], 5, 1))
 
 
+def test_prediction_counts() -> None:
+    """``counts``: first-visit MC counts the episodes that visit a state, every-visit MC and
+    TD(0) every visit (TD(0) updates each state it leaves); terminal states count nothing."""
+    env = RandomWalkEnv()
+    _, first = tabular.mc_prediction(env, RW_POLICY, 1, 1.0, seed=2, num_runs=30)
+    _, every = tabular.mc_prediction(env, RW_POLICY, 1, 1.0, seed=2, num_runs=30, first_visit=False)
+    _, td = tabular.td0_prediction(env, RW_POLICY, 1, 0.1, 1.0, seed=2, num_runs=30)
+    np.testing.assert_array_equal(every.counts, td.counts)
+    np.testing.assert_array_equal(first.counts, np.minimum(every.counts, 1))
+    np.testing.assert_array_equal(every.counts.sum(1), every.lengths[:, 0])
+    assert (every.counts[:, [0, 6]] == 0).all() and (every.counts > 1).any()
+    assert first.counts.dtype == np.int64 and first.run(3).counts.shape == (1, 7)
+
+
+# ---------------------------------------------------------------------------
+# n-step TD (Sutton & Barto, section 7.1; Figure 7.2)
+
+
+def test_n_step_td_by_hand() -> None:
+    """Always right from 3 (3 -> 4 -> 5 -> right end, +1), gamma 0.5, alpha 1, n = 2:
+    episode 1: V(3) = 0 + 0.5 * 0 + 0.25 V(5) = 0, V(4) = 0 + 0.5 * 1 = 0.5 (the window reaches
+    the end: no bootstrap), V(5) = 1; episode 2: V(3) = 0.25 V(5) = 0.25."""
+    right = [[0.0, 1.0]] * 7
+    V, h = tabular.n_step_td_prediction(RandomWalkEnv(), right, 2, 2, 1.0, 0.5)
+    np.testing.assert_allclose(h.values[0, :, 3:6], [[0, 0, 0], [0, 0.5, 1], [0.25, 0.5, 1]])
+    np.testing.assert_allclose(V.numpy(), h.values[0, -1])
+    assert h.counts[0].tolist() == [0, 0, 0, 2, 2, 2, 0]
+
+
+def test_n_step_td_bootstraps_from_the_final_observation_after_truncation() -> None:
+    """Always right with a 2-step limit: every episode is 3 -> 4 -> 5, cut. With n = 3,
+    gamma 0.5, alpha 1, V0 = 0.2 and no rewards, both returns run past the cut and bootstrap
+    from the final observation 5: V(3) = 0.25 V(5) = 0.05, V(4) = 0.5 V(5) = 0.1."""
+    right = [[0.0, 1.0]] * 7
+    limited = TabularVectorEnv(RandomWalkEnv(), 1, max_episode_steps=2)
+    _, h = tabular.n_step_td_prediction(limited, right, 1, 3, 1.0, 0.5, V0=0.2)
+    np.testing.assert_allclose(h.values[0, 1, 3:6], [0.05, 0.1, 0.2])
+    assert h.lengths.tolist() == [[2]] and h.returns.tolist() == [[0.0]]
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+@pytest.mark.parametrize("limit", [None, 4])
+def test_n_step_one_is_td0(gamma: float, limit: int | None) -> None:
+    """n = 1 gives exactly the numbers of td0_prediction, with and without truncation."""
+
+    def env():
+        return (
+            RandomWalkEnv()
+            if limit is None
+            else TabularVectorEnv(RandomWalkEnv(), 5, max_episode_steps=limit)
+        )
+
+    V1, h1 = tabular.td0_prediction(env(), RW_POLICY, 30, 0.1, gamma, 3, num_runs=5, V0=0.5)
+    V2, h2 = tabular.n_step_td_prediction(
+        env(), RW_POLICY, 30, 1, 0.1, gamma, 3, num_runs=5, V0=0.5
+    )
+    torch.testing.assert_close(V1, V2, rtol=0, atol=0)
+    np.testing.assert_array_equal(h1.values, h2.values)
+    np.testing.assert_array_equal(h1.counts, h2.counts)
+    np.testing.assert_array_equal(h1.lengths, h2.lengths)
+
+
+@pytest.mark.parametrize("alpha", [0.1, None])
+def test_n_step_longer_than_every_episode_is_every_visit_mc(alpha: float | None) -> None:
+    """With n beyond every episode's length, n-step TD is every-visit Monte Carlo: constant
+    alpha, or sample averages (alpha None): the numbers of mc_prediction(first_visit=False)."""
+    env = RandomWalkEnv()
+    _, h_mc = tabular.mc_prediction(
+        env, RW_POLICY, 40, 0.9, 3, num_runs=5, V0=0.5, alpha=alpha, first_visit=False
+    )
+    _, h_n = tabular.n_step_td_prediction(
+        env, RW_POLICY, 40, 300, alpha, 0.9, 3, num_runs=5, V0=0.5
+    )
+    assert h_mc.lengths.max() < 300
+    np.testing.assert_allclose(h_n.values, h_mc.values, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(h_n.counts, h_mc.counts)
+
+
+def test_n_step_step_sizes_share_the_episodes() -> None:
+    """A list of step sizes trains one table per step size on the same episodes: the same
+    numbers as one run per step size; learner i alone (seed s + i) equals learner i of a batch."""
+    alphas = [0.3, None, 0.05]
+    V, h = tabular.n_step_td_prediction(
+        RandomWalkEnv(), RW_POLICY, 12, 3, alphas, 1.0, 4, num_runs=3, V0=0.5
+    )
+    assert V.shape == (3, 3, 7) and h.values.shape == (3, 13, 3, 7)
+    for k, alpha in enumerate(alphas):
+        Vk, hk = tabular.n_step_td_prediction(
+            RandomWalkEnv(), RW_POLICY, 12, 3, alpha, 1.0, 4, num_runs=3, V0=0.5
+        )
+        torch.testing.assert_close(Vk, V[:, k], rtol=0, atol=0)
+        np.testing.assert_array_equal(hk.values, h.values[:, :, k])
+    for i in range(3):
+        Vi, hi = tabular.n_step_td_prediction(
+            RandomWalkEnv(), RW_POLICY, 12, 3, alphas, 1.0, 4 + i, V0=0.5
+        )
+        torch.testing.assert_close(Vi, V[i], rtol=0, atol=0)
+        np.testing.assert_array_equal(hi.values, h.run(i).values)
+        np.testing.assert_array_equal(hi.counts, h.run(i).counts)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"n": 0}, {"n": True}, {"n": 1.5}, {"alpha": []}, {"alpha": [0.1, 1.5]}, {"alpha": 0.0}],
+    ids=["n-zero", "n-bool", "n-float", "no-alpha", "alpha-above-one", "alpha-zero"],
+)
+def test_n_step_invalid_arguments(kwargs: dict) -> None:
+    args = {"n": 2, "alpha": 0.1} | kwargs
+    with pytest.raises(ValueError, match=r"n \(the number|alpha"):
+        tabular.n_step_td_prediction(RandomWalkEnv(), RW_POLICY, 5, args["n"], args["alpha"], 1.0)
+
+
+def test_figure_7_2_intermediate_n_learns_fastest() -> None:
+    """19-state walk (-1 left, +1 right, V0 = 0), RMS error over the first 10 episodes, 100
+    runs: the best step size of n = 4 beats those of n = 1 (TD(0)) and n = 512 (MC in all but
+    name), as in Figure 7.2."""
+    walk = RandomWalkEnv(19)
+    walk.reward[1, 0, 0] = -1.0
+    v = np.arange(21) / 10 - 1
+    alphas = [0.05, 0.1, 0.2, 0.4, 0.6, 0.8]
+    best = {}
+    for n in (1, 4, 512):
+        _, h = tabular.n_step_td_prediction(
+            walk, [[0.5, 0.5]] * 21, 10, n, alphas, 1.0, num_runs=100
+        )
+        rms = np.sqrt(((h.values[:, 1:, :, 1:20] - v[1:20]) ** 2).mean(-1)).mean((0, 1))
+        best[n] = rms.min()
+    assert best[4] < best[1] - 0.05 and best[4] < best[512] - 0.15
+    assert 0.2 < best[4] < 0.3
+
+
 # ---------------------------------------------------------------------------
 # Example 6.6: cliff walking; Example 6.5: windy grid world
 
@@ -531,7 +691,7 @@ CLIFF_START, CLIFF_GOAL = 36, 47
 
 
 def test_cliff_walking_sarsa_takes_the_safe_path() -> None:
-    """Figure 6.4: SARSA (alpha 0.5, epsilon 0.1), 50 runs x 500 episodes, online return
+    """Example 6.6: SARSA (alpha 0.5, epsilon 0.1), 50 runs x 500 episodes, online return
     about -25 late in training. Its greedy path keeps away from the cliff edge (row 2, cells
     25-34) in most runs, and the most common one is the book's safe path along the top row
     (3 up, 11 right, 3 down: 17 steps). Constant alpha = 0.5 leaves Q noisy, so a few greedy
@@ -549,7 +709,7 @@ def test_cliff_walking_sarsa_takes_the_safe_path() -> None:
 
 
 def test_cliff_walking_q_learning_takes_the_optimal_path() -> None:
-    """Figure 6.4: Q-learning (alpha 0.5, epsilon 0.1), online return about -50 (it walks
+    """Example 6.6: Q-learning (alpha 0.5, epsilon 0.1), online return about -50 (it walks
     along the edge and epsilon-greedy steps fall off); its greedy path is the optimal one,
     13 steps (up, 11 x right, down), in every run."""
     Q, h = tabular.q_learning("CliffWalking-v1", 500, 0.5, 1.0, 0.1, seed=0, num_runs=50)
@@ -562,10 +722,11 @@ def test_cliff_walking_q_learning_takes_the_optimal_path() -> None:
 
 @pytest.mark.parametrize("env", ["rlcourse/WindyGridWorld-v0", "object"])
 def test_windy_grid_world_sarsa(env: str) -> None:
-    """Figure 6.3: SARSA (alpha 0.5, epsilon 0.1) needs about 8000 time steps for 170
+    """Example 6.5: SARSA (alpha 0.5, epsilon 0.1) needs about 8000 time steps for 170
     episodes (10 runs averaged, accepted 6000-10000). No episode is shorter than the
-    optimal 15 steps; late episodes approach that length (the book: about 17 with
-    exploration), and in most runs the optimal 15 is reached now and then."""
+    optimal 15 steps, and in most runs the optimal 15 is reached now and then; late episodes
+    are still longer than the 17 steps of a converged epsilon-greedy learner (the book's
+    "about 17"), since alpha = 0.5 keeps the estimates noisy (chapter 4)."""
     made = example_6_5() if env == "object" else env
     _, h = tabular.sarsa(made, 170, 0.5, 1.0, 0.1, seed=0, num_runs=10)
     assert 6000 <= h.lengths.sum(1).mean() <= 10_000
@@ -575,3 +736,64 @@ def test_windy_grid_world_sarsa(env: str) -> None:
     assert 15 < h.lengths[:, -20:].mean() < 30
     assert h.lengths[:, :10].mean() > 100  # the first episodes wander
     np.testing.assert_array_equal(h.returns, -h.lengths)  # -1 per step, goal included
+
+
+def test_windy_grid_world_greedy_policy_settles_with_a_smaller_step_size() -> None:
+    """Chapter 4's account of Example 6.5: with alpha = 0.5 the greedy policy after 170
+    episodes walks a shortest path in only some runs (the estimates follow their latest noisy
+    targets); continuing with alpha = 0.1 makes it a shortest path in most runs, and the
+    episodes get shorter, towards the ~17 steps of epsilon-greedy around an optimal policy."""
+    env = example_6_5()
+    next_state, start = env.P.argmax(-1), int(env.initial.argmax())  # deterministic moves
+
+    def shortest_paths(Q: np.ndarray) -> int:
+        count = 0
+        for q in Q:
+            s, steps = start, 0
+            while not env.terminal[s] and steps < 100:
+                s, steps = int(next_state[s, q[s].argmax()]), steps + 1
+            count += bool(env.terminal[s]) and steps == 15
+        return count
+
+    Q, h = tabular.sarsa("rlcourse/WindyGridWorld-v0", 170, 0.5, 1.0, 0.1, seed=0, num_runs=20)
+    assert shortest_paths(Q.numpy()) <= 10
+    agent = tabular.TDControl(
+        "rlcourse/WindyGridWorld-v0",
+        "sarsa",
+        n_episodes=170,
+        alpha=0.1,
+        gamma=1.0,
+        epsilon=0.1,
+        num_runs=20,
+        seed=100,
+        Q0=Q,
+    )
+    Q2, h2 = agent.run()
+    assert shortest_paths(Q2.numpy()) >= 14
+    assert h2.lengths[:, -20:].mean() < h.lengths[:, -20:].mean() - 2
+
+
+def test_greedy_learning_with_pessimistic_values_acts_at_random_until_its_first_success() -> None:
+    """Chapter 4's account of epsilon = 0 on FrozenLake: with Q0 = 0 (a hole pays 0) every
+    value stays exactly 0 until the learner's first success, so the greedy agent acts at
+    random (all actions tie); no value ever leaves [0, 1]. The learned greedy behaviour is
+    poor; with optimistic Q0 = 1 the same greedy learner does far better."""
+    agent = tabular.TDControl(
+        "FrozenLake-v1",
+        "q_learning",
+        n_episodes=300,
+        alpha=0.2,
+        gamma=0.99,
+        epsilon=0.0,
+        num_runs=10,
+        seed=0,
+    )
+    succeeded = np.zeros(10, dtype=bool)
+    while not agent.finished:
+        assert (agent.Q[~succeeded] == 0).all()
+        succeeded |= agent.step().reward > 0
+    assert succeeded.all()
+    assert agent.Q.min() == 0.0 and agent.Q.max() <= 1.0
+    _, h_opt = tabular.q_learning("FrozenLake-v1", 300, 0.2, 0.99, 0.0, seed=0, num_runs=10, Q0=1.0)
+    h = agent.history()
+    assert h_opt.returns[:, -100:].mean() > 2 * h.returns[:, -100:].mean()

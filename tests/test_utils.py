@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from rlcourse.envs import example_4_1
-from rlcourse.utils import device_summary, resolve_device, seed_everything
+from rlcourse import dqn, pg, ppo
+from rlcourse.envs import TorchCartPole, example_4_1
+from rlcourse.envs.vector import make_vector_env
+from rlcourse.utils import device_summary, env_device, resolve_device, seed_everything
 
 
 @pytest.fixture
@@ -55,6 +58,63 @@ def test_cpu_device() -> None:
     """'cpu' and torch.device('cpu') resolve to the CPU."""
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.fixture
+def gpu_claimed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend this machine has a CUDA GPU (any tensor actually put on it would fail)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+class _EnvOn:
+    """Stands for one of the course's torch envs whose copies live on ``device``."""
+
+    torch_native = True
+
+    def __init__(self, device: str) -> None:
+        self.device = torch.device(device)
+
+
+def test_auto_follows_the_env(gpu_claimed: None) -> None:
+    """With an env, 'auto' is where the env steps: the device of a torch env, the CPU for
+    env ids and gymnasium envs (host-side NumPy), even when a GPU is present."""
+    assert resolve_device("auto", _EnvOn("cuda")) == torch.device("cuda")
+    assert resolve_device("auto", _EnvOn("cuda:1")) == torch.device("cuda:1")
+    assert resolve_device("auto", TorchCartPole(2)) == torch.device("cpu")
+    for env in ("CartPole-v1", make_vector_env("CartPole-v1", 2), gym.make("CartPole-v1")):
+        assert resolve_device("auto", env) == torch.device("cpu")
+        assert env_device(env) == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda")  # no env: whole-tensor work
+
+
+def test_an_explicit_device_overrides_the_env(no_gpu: None) -> None:
+    """'cpu' is the CPU whatever the env; 'cuda' still fails clearly without a GPU."""
+    assert resolve_device("cpu", _EnvOn("cuda")) == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
+        resolve_device("cuda", "CartPole-v1")
+
+
+QUIET = {"seed": 0, "progress": False}
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        lambda: dqn.train("CartPole-v1", dqn.DQNConfig(total_steps=200, eval_every=0), **QUIET),
+        lambda: ppo.train("CartPole-v1", ppo.PPOConfig(total_steps=256, eval_every=0), **QUIET),
+        lambda: pg.train_a2c("CartPole-v1", pg.A2CConfig(total_steps=128, eval_every=0), **QUIET),
+        lambda: pg.train_reinforce(
+            "CartPole-v1", pg.REINFORCEConfig(total_steps=100, eval_every=0), **QUIET
+        ),
+    ],
+    ids=["dqn", "ppo", "a2c", "reinforce"],
+)
+def test_auto_trains_beside_a_gymnasium_env_on_the_cpu(gpu_claimed: None, train) -> None:
+    """device='auto' (every config's default) keeps the networks of a gymnasium env on the
+    CPU even when a GPU is present: nothing here touches the (pretended) GPU."""
+    agent, _ = train()
+    assert agent.device == torch.device("cpu")
+    assert all(p.device.type == "cpu" for p in agent.net.parameters())
 
 
 def test_device_summary_mentions_torch(no_gpu: None) -> None:

@@ -1,17 +1,29 @@
 """Tests of rlcourse.envs.vector (TabularVectorEnv, tabular_vector_env, seeds_for,
-sample_rows) and of the per-seed random streams (rlcourse.utils.RandomStreams) they use."""
+sample_rows, Transitions and its episode log, with ReplayBuffer.add storing what it gives)
+and of the per-seed random streams (rlcourse.utils.RandomStreams) they use."""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.vector import AutoresetMode
 
 import rlcourse  # noqa: F401 -- registers the rlcourse/ env ids
 from rlcourse import tabular
-from rlcourse.envs import GridWorldEnv, RandomWalkEnv
-from rlcourse.envs.vector import TabularVectorEnv, sample_rows, seeds_for, tabular_vector_env
+from rlcourse.buffers import ReplayBuffer
+from rlcourse.envs import GridWorldEnv, RandomWalkEnv, TorchCartPole, TorchTabularEnv
+from rlcourse.envs.vector import (
+    TabularVectorEnv,
+    Transitions,
+    make_vector_env,
+    sample_rows,
+    seeds_for,
+    tabular_vector_env,
+)
 from rlcourse.utils import RandomStreams
 
 LEFT, DOWN, RIGHT, UP = 0, 1, 2, 3  # FrozenLake's action numbering
@@ -386,6 +398,172 @@ def test_chain_through_the_vector_env_of_the_course() -> None:
     obs, reward, terminated, _, info = vec.step(right)
     assert obs.tolist() == [0] * 4 and reward.tolist() == [10.0] * 4 and terminated.all()
     assert info["final_obs"].tolist() == [2] * 4
+
+
+# ---------------------------------------------------------------------------
+# Transitions: the episode log, kept where the env steps and read out in one copy
+
+LOG_ENVS = {  # (make, number of actions): rewards of 1, of 0/1, and real-valued ones
+    "gymnasium-next-step": (lambda: make_vector_env("CartPole-v1", 5), 2),
+    "gymnasium-same-step": (lambda: same_step_vec("CartPole-v1", 5), 2),
+    "torch-cartpole": (lambda: TorchCartPole(5), 2),
+    "tabular-frozenlake": (lambda: TabularVectorEnv("FrozenLake-v1", 5), 4),
+    "torch-frozenlake": (lambda: TorchTabularEnv("FrozenLake-v1", 5), 4),
+    "tabular-cliff-cut-at-30": (
+        lambda: TabularVectorEnv("CliffWalking-v1", 5, max_episode_steps=30),
+        4,
+    ),
+}
+
+
+def _walk(kind: str, n_steps: int, log_steps: int | None, read_every: int | None) -> Any:
+    """Step ``LOG_ENVS[kind]`` with seeded random actions; read ``episodes`` every
+    ``read_every`` steps. Returns the Transitions and the episodes counted by hand."""
+    make, n_actions = LOG_ENVS[kind]
+    envs = make()
+    steps = Transitions(envs, torch.device("cpu"), log_steps=log_steps)
+    steps.reset(seed=0)
+    g = torch.Generator().manual_seed(0)
+    ret, length, total = np.zeros(envs.num_envs), np.zeros(envs.num_envs, dtype=np.int64), 0
+    episodes, copies = [], []
+    for t in range(n_steps):
+        actions = torch.randint(0, n_actions, (envs.num_envs,), generator=g)
+        _, reward, terminated, truncated, valid = steps.step(actions)
+        v = valid.numpy()
+        assert steps.n_valid == v.sum() and steps.all_valid == v.all()
+        total += int(v.sum())
+        assert steps.env_steps == total
+        ret += reward.numpy() * v
+        length += v
+        for i in np.flatnonzero((terminated | truncated).numpy() & v):
+            episodes.append((total, float(ret[i]), int(length[i])))
+            copies.append(int(i))
+            ret[i], length[i] = 0, 0
+        if read_every and t % read_every == 0:
+            assert steps.episodes == episodes  # complete up to now, whenever it is read
+    return steps, episodes, copies
+
+
+@pytest.mark.parametrize("kind", list(LOG_ENVS))
+@pytest.mark.parametrize(
+    ("log_steps", "read_every"), [(None, None), (1, None), (3, None), (7, 13), (1024, 5)]
+)
+def test_episode_log_gives_every_episode_in_order(
+    kind: str, log_steps: int | None, read_every: int | None
+) -> None:
+    """Episodes and the copies that played them, as counted step by step by hand, in the
+    order they ended, however often the log is read out (when full, or when read)."""
+    steps, episodes, copies = _walk(kind, 400, log_steps, read_every)
+    assert len(episodes) > 5
+    assert steps.episodes == episodes
+    assert steps.episode_copies == copies
+    assert steps.episodes == episodes  # reading twice changes nothing
+
+
+def test_episode_log_reads_the_same_whatever_its_size() -> None:
+    """The default log and a one-step log give the same episodes (ints and floats alike)."""
+    a, _, _ = _walk("tabular-cliff-cut-at-30", 300, None, None)
+    b, _, _ = _walk("tabular-cliff-cut-at-30", 300, 1, None)
+    assert a.episodes == b.episodes and a.episode_copies == b.episode_copies
+    assert all(isinstance(r, float) and isinstance(n, int) for _, r, n in a.episodes)
+    assert {r for _, r, _ in a.episodes} - {-30.0}  # the cliff's -100s are in the returns
+
+
+def test_reset_keeps_the_logged_episodes() -> None:
+    """A reset (as REINFORCE's, before each batch of episodes) restarts the running counts
+    but keeps the episodes that ended before it."""
+    steps, episodes, _ = _walk("torch-cartpole", 60, 1024, None)
+    steps.reset(seed=1)
+    assert steps.episodes == episodes
+
+
+@pytest.mark.parametrize("log_steps", [0, -1, 2.5, True])
+def test_bad_log_steps(log_steps: Any) -> None:
+    with pytest.raises(ValueError, match="log_steps must be a positive integer"):
+        Transitions(TorchCartPole(2), torch.device("cpu"), log_steps=log_steps)
+
+
+class _MetaEnv:
+    """A torch env on PyTorch's "meta" device, whose tensors have shapes but no data: any
+    read of a value on the host (``int(x)``, ``bool(x)``, a boolean index, ``.cpu()``)
+    raises, as it would make a GPU step wait. Every copy ends an episode at every step."""
+
+    torch_native = True
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs, self.device = num_envs, torch.device("meta")
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict]:
+        return torch.zeros(self.num_envs, 4, device="meta"), {}
+
+    def step(self, actions: torch.Tensor) -> tuple[Any, ...]:
+        assert actions.device.type == "meta"
+        obs = torch.zeros(self.num_envs, 4, device="meta")
+        done = torch.ones(self.num_envs, dtype=torch.bool, device="meta")
+        reward = torch.ones(self.num_envs, device="meta")
+        return obs, reward, done, done, {"final_obs": obs.clone(), "_final_obs": done}
+
+
+def test_a_step_never_reads_the_device() -> None:
+    """On a device that cannot be read from the host, 300 steps (every one ending episodes)
+    run: the counts and the log stay on the device, ``env_steps`` is known on the host.
+    Only reading ``episodes`` copies the log to the host."""
+    steps = Transitions(_MetaEnv(3), torch.device("meta"), log_steps=1000)
+    steps.reset()
+    for _ in range(300):
+        next_obs, _, _, _, valid = steps.step(torch.zeros(3, dtype=torch.long, device="meta"))
+    assert steps.env_steps == 900 and steps.all_valid
+    assert next_obs.device.type == valid.device.type == "meta"
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        steps.episodes  # noqa: B018 -- the read-out needs the values
+
+
+# ---------------------------------------------------------------------------
+# ReplayBuffer.add: the rows Transitions marks valid, stored by slices
+
+
+def _rows(n: int, start: int = 0) -> tuple[torch.Tensor, ...]:
+    """``n`` transitions numbered from ``start``: obs ``[k, k]``, action ``k``, reward
+    ``k / 2``, next obs ``[-k, -k]``, terminated where ``k % 3 == 0``."""
+    k = torch.arange(start, start + n)
+    obs = k[:, None].float().expand(n, 2)
+    return obs, k, k.float() / 2, -obs, k % 3 == 0
+
+
+def test_replay_add_stores_the_valid_rows_in_order_across_the_wrap() -> None:
+    """With a mask only its rows are stored, in order; without one, all rows; the ring wraps
+    around its end; the fields stay aligned (terminated stored as a float)."""
+    buf = ReplayBuffer(7, (2,))
+    valid = torch.tensor([True, False, True, True, False])
+    buf.add(*_rows(5), valid)  # rows 0, 2, 3
+    assert (buf.pos, len(buf)) == (3, 3)
+    buf.add(*_rows(5, start=10))  # rows 10-14: 10-13 at 3-6, 14 wraps to 0
+    assert (buf.pos, len(buf)) == (1, 7)
+    assert buf.actions.tolist() == [14, 2, 3, 10, 11, 12, 13]
+    assert buf.obs[:, 0].tolist() == [14.0, 2, 3, 10, 11, 12, 13]
+    assert buf.next_obs[:, 1].tolist() == [-14.0, -2, -3, -10, -11, -12, -13]
+    assert buf.rewards.tolist() == [7.0, 1, 1.5, 5, 5.5, 6, 6.5]
+    assert buf.terminated.tolist() == [0.0, 0, 1, 0, 0, 1, 0]
+    buf.add(*_rows(3, start=20), torch.zeros(3, dtype=torch.bool))  # nothing valid
+    assert (buf.pos, len(buf)) == (1, 7)
+    buf.add(*_rows(7, start=30), torch.ones(7, dtype=torch.bool))  # exactly the capacity
+    assert buf.actions.tolist() == [36, 30, 31, 32, 33, 34, 35] and buf.pos == 1
+    with pytest.raises(ValueError, match="cannot add 8 transitions to a buffer of capacity 7"):
+        buf.add(*_rows(8))
+
+
+def test_replay_add_with_a_mask_equals_adding_the_masked_rows() -> None:
+    """Many random masks: the same buffer as adding ``x[valid]`` of every field."""
+    g = torch.Generator().manual_seed(0)
+    a, b = ReplayBuffer(50, (2,)), ReplayBuffer(50, (2,))
+    for t in range(40):
+        rows, valid = _rows(6, start=6 * t), torch.rand(6, generator=g) < 0.7
+        a.add(*rows, valid)
+        b.add(*(x[valid] for x in rows))
+    assert (a.pos, a.size) == (b.pos, b.size)
+    for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
 # ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from rlcourse.envs.tabular import TabularEnv, as_tabular_env
 from rlcourse.utils import RandomStreams
+from rlcourse.utils import env_device as env_device_of
 
 
 def seeds_for(seed: int | list[int] | None, n: int) -> list[int]:
@@ -183,32 +184,73 @@ class Transitions:
     ``step(actions)`` returns ``(next_obs, reward, terminated, truncated, valid)`` where
     ``next_obs`` is always the observation the transition led to (bootstrap from it on
     ``truncated``, never on ``terminated``); ``obs`` holds the observation to act on
-    next. Completed episodes' returns and lengths are collected in ``episodes`` as
-    ``(env_steps_so_far, return, length)``.
+    next, ``n_valid`` how many transitions the step gave (an int on the host: counted in
+    NumPy for gymnasium's envs, one per copy in ``SAME_STEP`` mode), ``env_steps`` their
+    running total. Completed episodes' returns and lengths are in ``episodes`` as
+    ``(env_steps_so_far, return, length)``, in the order they ended, and the copy that
+    played each in ``episode_copies``.
+
+    Each copy's running return and length live where the env's arrays are (NumPy for
+    gymnasium's envs, tensors on the env's device for the course's torch envs), and the
+    episodes that end are logged there too, so that a step of a torch env on a GPU never
+    waits for the device (a gymnasium env's arrays cross to it at every step anyway). The
+    log is read out, in one copy, when ``episodes`` or ``episode_copies`` is read, and when
+    it is full (every ``log_steps`` steps: by default ``2**21 // num_envs`` between 16 and
+    1,024, which keeps the log under 32 MB up to 131,072 copies).
     """
 
-    def __init__(self, envs: VectorEnv, device: torch.device) -> None:
+    def __init__(
+        self, envs: VectorEnv, device: torch.device, *, log_steps: int | None = None
+    ) -> None:
         self.envs, self.device = envs, device
         self.mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if self.mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"unsupported autoreset mode {self.mode}: use NEXT_STEP or SAME_STEP")
         self.n = envs.num_envs
         self.native = _is_torch_env(envs)
-        # the bookkeeping lives where the env's arrays are: NumPy for gymnasium's envs,
-        # tensors on the env's device for the course's torch envs (no copies per step)
         if self.native:
-            env_device = getattr(envs, "device", device)
-            self._restarting: Any = torch.zeros(self.n, dtype=torch.bool, device=env_device)
-            self._return: Any = torch.zeros(self.n, dtype=torch.float64, device=env_device)
-            self._length: Any = torch.zeros(self.n, dtype=torch.long, device=env_device)
+            env_device = env_device_of(envs)
+
+            def zeros(*shape: int, dtype: torch.dtype) -> Any:
+                return torch.zeros(shape, dtype=dtype, device=env_device)
+
+            self._restarting: Any = zeros(self.n, dtype=torch.bool)
+            self._return: Any = zeros(self.n, dtype=torch.float64)
+            self._length: Any = zeros(self.n, dtype=torch.long)
         else:
-            self._restarting = np.zeros(self.n, dtype=bool)
-            self._return = np.zeros(self.n)
-            self._length = np.zeros(self.n, dtype=np.int64)
+
+            def zeros(*shape: int, dtype: Any) -> Any:
+                return np.zeros(shape, dtype=dtype)
+
+            self._restarting = zeros(self.n, dtype=bool)
+            self._return = zeros(self.n, dtype=np.float64)
+            self._length = zeros(self.n, dtype=np.int64)
+        # the episode log: row k holds, for the k-th step since the last read-out, the return
+        # [0] and length [1] of each copy whose episode ended there (length 0: none ended)
+        if log_steps is None:
+            log_steps = max(16, min(1024, 2**21 // self.n))
+        if isinstance(log_steps, bool) or not isinstance(log_steps, int) or log_steps < 1:
+            raise ValueError(f"log_steps must be a positive integer, got {log_steps!r}")
+        self.log_steps = log_steps  #: steps between read-outs of the episode log
+        self._log = zeros(self.log_steps, 2, self.n, dtype=self._return.dtype)
+        self._log_env_steps: list[int] = []  # env_steps after each logged step
+        self._episodes: list[tuple[int, float, int]] = []
+        self._episode_copies: list[int] = []
         self.obs: torch.Tensor | None = None
         self.env_steps = 0
-        self.episodes: list[tuple[int, float, int]] = []
-        self.episode_copies: list[int] = []  #: which copy played each of ``episodes``
+        self.n_valid = 0
+
+    @property
+    def episodes(self) -> list[tuple[int, float, int]]:
+        """Completed episodes ``(env_steps_so_far, return, length)``, in the order they ended."""
+        self._read_log()
+        return self._episodes
+
+    @property
+    def episode_copies(self) -> list[int]:
+        """Which copy played each of :attr:`episodes`."""
+        self._read_log()
+        return self._episode_copies
 
     def _tensor(self, x: Any, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(x, dtype=dtype, device=self.device)
@@ -230,23 +272,16 @@ class Transitions:
         if self.mode == AutoresetMode.NEXT_STEP:
             valid = ~self._restarting
             self._restarting = done & valid
+            # free for NumPy; a torch env that resets on the next step (the course has
+            # none) would make every step wait for its device here
+            self.n_valid = int(valid.sum())
         else:
             valid = done | True  # every step is a transition
+            self.n_valid = self.n
             if "_final_obs" in info:
                 next_obs = _with_final_obs(obs, info["final_obs"], info["_final_obs"])
-        self.env_steps += int(valid.sum())
-        self._return += reward * valid
-        self._length += valid
-        ended = done & valid
-        if ended.any():
-            idx = np.flatnonzero(_numpy(ended))
-            returns, lengths = _numpy(self._return)[idx], _numpy(self._length)[idx]
-            self.episodes += [
-                (self.env_steps, float(g), int(n)) for g, n in zip(returns, lengths, strict=True)
-            ]
-            self.episode_copies += idx.tolist()
-            self._return[ended] = 0
-            self._length[ended] = 0
+        self.env_steps += self.n_valid
+        self._count(reward, done, None if self.n_valid == self.n else valid)
         self.obs = self._tensor(obs, torch.float32)
         return (
             self.obs if next_obs is obs else self._tensor(next_obs, torch.float32),
@@ -255,6 +290,55 @@ class Transitions:
             self._tensor(truncated, torch.bool),
             self._tensor(valid, torch.bool),
         )
+
+    def _count(self, reward: Any, done: Any, valid: Any) -> None:
+        """Add the step to each copy's return and length (``valid`` None: every copy's step
+        is a transition), and log the episodes that ended; arrays or tensors alike."""
+        if valid is None:
+            self._return += reward
+            self._length += 1
+            ended = done
+        else:
+            self._return += reward * valid
+            self._length += valid
+            ended = done & valid
+        row = self._log[len(self._log_env_steps)]
+        row[0] = self._return * ended
+        row[1] = self._length * ended
+        self._log_env_steps.append(self.env_steps)
+        _clear(self._return, ended)  # the copies that ended start counting again
+        _clear(self._length, ended)
+        if len(self._log_env_steps) == self.log_steps:
+            self._read_log()
+
+    def _read_log(self) -> None:
+        """Move the logged episodes to :attr:`episodes` (one copy from the env's device)."""
+        k = len(self._log_env_steps)
+        if k == 0:
+            return
+        log = _numpy(self._log[:k])  # [k, 2, N]
+        at, copies = np.nonzero(log[:, 1])  # by step, then by copy: the order they ended in
+        returns, lengths = log[at, 0, copies].tolist(), log[at, 1, copies].tolist()
+        self._episodes += [
+            (self._log_env_steps[t], g, int(n))
+            for t, g, n in zip(at.tolist(), returns, lengths, strict=True)
+        ]
+        self._episode_copies += copies.tolist()
+        self._log_env_steps.clear()
+
+    @property
+    def all_valid(self) -> bool:
+        """Whether every copy's last step was a transition (known on the host)."""
+        return self.n_valid == self.n
+
+
+def _clear(x: Any, mask: Any) -> None:
+    """``x[mask] = 0`` in place, for an array or a tensor, without a boolean index (which,
+    on a GPU, waits for the device to say how many entries it selects)."""
+    if isinstance(x, torch.Tensor):
+        x.masked_fill_(mask, 0)
+    else:
+        np.putmask(x, mask, 0)
 
 
 def _numpy(x: Any) -> np.ndarray:
