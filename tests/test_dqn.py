@@ -60,9 +60,14 @@ def test_an_early_stop_finishes_the_progress_bar(monkeypatch: pytest.MonkeyPatch
     bars = []
 
     class Bar:
+        disable = False
+
         def __init__(self, total: int, **_: object) -> None:
             self.total, self.n, self.closed = total, 0, False
             bars.append(self)
+
+        def refresh(self) -> None:
+            pass
 
         def update(self, k: int) -> None:
             self.n += k

@@ -4,7 +4,6 @@ seeded determinism, and learning (a contextual bandit and CartPole)."""
 
 from __future__ import annotations
 
-import io
 import math
 
 import gymnasium as gym
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
-from tqdm import tqdm
 
 import rlcourse
 from rlcourse import pg
@@ -322,13 +320,6 @@ def test_a2c_loss_is_the_three_terms_written_out() -> None:
         "CartPole-v1", pg.A2CConfig(total_steps=640, eval_every=0), progress=False
     )
     assert history.simulated == [(s, s) for s, _ in history.policy_loss]
-
-
-def test_a_bar_that_stops_early_is_closed_finished() -> None:
-    bar = tqdm(total=100, file=io.StringIO())
-    bar.update(30)
-    pg._close(bar)
-    assert (bar.n, bar.total) == (30, 30)
 
 
 def test_grad_norm_is_recorded_before_clipping() -> None:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from tqdm import tqdm
 
 from rlcourse import dqn, pg, ppo
 from rlcourse.envs import TorchCartPole, example_4_1
 from rlcourse.envs.vector import make_vector_env
-from rlcourse.utils import device_summary, env_device, resolve_device, seed_everything
+from rlcourse.utils import (
+    close_bar,
+    device_summary,
+    env_device,
+    resolve_device,
+    seed_everything,
+)
 
 
 @pytest.fixture
@@ -162,3 +170,19 @@ def test_seed_everything_rejects_non_integers(seed: object) -> None:
     """Floats, strings, None and bools are not seeds."""
     with pytest.raises(TypeError, match="seed must be an integer"):
         seed_everything(seed)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("done", "expected"), [(30, (30, 30)), (100, (100, 100))])
+def test_close_bar_finishes_a_bar_that_stopped_early(done: int, expected: tuple) -> None:
+    """An early stop (a confirmed solve) must not leave a bar below 100%; a full bar stays."""
+    bar = tqdm(total=100, file=io.StringIO())
+    bar.update(done)
+    close_bar(bar)
+    assert (bar.n, bar.total) == expected
+    assert bar.fp.getvalue().strip().split("\r")[-1].startswith("100%")  # as last drawn
+
+
+def test_close_bar_leaves_a_disabled_bar_alone() -> None:
+    bar = tqdm(total=100, disable=True)
+    close_bar(bar)
+    assert bar.total == 100
