@@ -284,10 +284,10 @@ def ppo_loss(
     """PPO's loss on one minibatch ``mb`` (from ``RolloutBuffer.minibatches``), given the
     current policy's ``log pi(a|s)``, entropy and ``V(s)`` ``[B]`` there.
 
-    Returns ``(loss, stats)``: the scalar to minimise, and the detached
-    :data:`STAT_NAMES` quantities ``[7]`` on this minibatch, before its gradient step
-    (``_optimise`` logs the losses' means and replaces the last four by
-    :func:`policy_shift` of the policy the epochs ended with).
+    Returns ``(loss, stats)``: the scalar to minimise, and the detached policy loss, value
+    loss and entropy ``[3]`` (the first :data:`N_LOSS_STATS` of :data:`STAT_NAMES`) on this
+    minibatch, before its gradient step; ``_optimise`` logs their means, and
+    :func:`policy_shift` of the policy the epochs ended with.
     """
     log_ratio = new_log_prob - mb["log_probs"]  # against the behaviour policy, fixed
     ratio = log_ratio.exp()
@@ -306,10 +306,7 @@ def ppo_loss(
     loss = policy_loss + cfg.vf_coef * value_loss
     if cfg.ent_coef:  # a term weighted 0 would still be differentiated, at every step
         loss = loss - cfg.ent_coef * entropy
-    with torch.no_grad():
-        losses = torch.stack([policy_loss, value_loss, entropy])
-        stats = torch.cat([losses, policy_shift(log_ratio, cfg.clip_coef)])
-    return loss, stats.detach()
+    return loss, torch.stack([policy_loss, value_loss, entropy]).detach()
 
 
 def _optimise(
@@ -332,7 +329,7 @@ def _optimise(
             loss.backward()
             params.clip_grad_norm_(cfg.max_grad_norm)
             optimizer.step()
-            sums += stats[:N_LOSS_STATS]
+            sums += stats
             n += 1
         if cfg.target_kl is not None or epoch == cfg.epochs - 1:
             shift = _rollout_shift(net, buffer, cfg, generator)
@@ -570,7 +567,7 @@ def _optimise_stack(
             losses.sum().backward()
             _clip_per_agent(stack.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            sums += stats[:, :N_LOSS_STATS]
+            sums += stats
             n += 1
 
     def agent_shift(params: dict[str, Tensor], rollout: dict[str, Tensor]) -> Tensor:

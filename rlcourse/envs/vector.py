@@ -195,8 +195,9 @@ class Transitions:
     episodes that end are logged there too, so that a step of a torch env on a GPU never
     waits for the device (a gymnasium env's arrays cross to it at every step anyway). The
     log is read out, in one copy, when ``episodes`` or ``episode_copies`` is read, and when
-    it is full (every ``log_steps`` steps: by default ``2**21 // num_envs`` between 16 and
-    1,024, which keeps the log under 32 MB up to 131,072 copies).
+    it is full (every ``log_steps`` steps of a torch env: by default ``2**21 // num_envs``
+    between 16 and 1,024, which keeps the log under 32 MB up to 131,072 copies; on the host,
+    only the steps that end an episode are logged).
     """
 
     def __init__(
@@ -302,6 +303,8 @@ class Transitions:
             self._return += reward * valid
             self._length += valid
             ended = done & valid
+        if not (self.native or ended.any()):
+            return  # on the host, asking costs nothing, and most steps end no episode
         row = self._log[len(self._log_env_steps)]
         row[0] = self._return * ended
         row[1] = self._length * ended
