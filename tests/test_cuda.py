@@ -145,8 +145,9 @@ def same_greedy_actions(a: Agent, b: Agent, obs: torch.Tensor, margin: float = 1
 
 
 def check_chapter_5(agent: dqn.DQNAgent, tmp_path: Any) -> None:
-    """What chapter 5 does with a trained agent: play a gymnasium episode (cell 12), compare
-    with a checkpoint loaded on the CPU (cell 14), Q at start states (cell 16), evaluate."""
+    """What chapter 5 does with a trained agent: play a gymnasium episode, compare it with
+    its checkpoint loaded on the CPU and on the GPU (the chapter loads it on the agent's own
+    device), Q at start states, evaluate."""
     env = gym.make("CartPole-v1")
     obs, _ = env.reset(seed=7)
     for _ in range(20):
@@ -158,7 +159,7 @@ def check_chapter_5(agent: dqn.DQNAgent, tmp_path: Any) -> None:
     path = tmp_path / "cartpole_dqn.pt"
     agent.save(path)
     test_obs = torch.randn(100, 4, generator=torch.Generator().manual_seed(0))
-    on_cpu = dqn.DQNAgent.load(path)  # the chapter's call: the default device is the CPU
+    on_cpu = dqn.DQNAgent.load(path)  # the default device is the CPU
     assert on_cpu.device == CPU
     assert agent.act(test_obs).device == CPU  # asked on the CPU, answered on the CPU
     assert same_greedy_actions(agent, on_cpu, test_obs)
