@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from test_vector_env import walk_counting_episodes
 
 from rlcourse import dp, ppo
 from rlcourse.buffers import RolloutBuffer
@@ -746,19 +747,7 @@ def test_episode_copies_name_the_copy_that_finished_each_episode(kind: str) -> N
     env = EPISODE_ENVS[kind]()
     steps = Transitions(env, torch.device("cpu"))
     steps.reset(seed=0)
-    g = torch.Generator().manual_seed(0)
-    ret, length, total = np.zeros(4), np.zeros(4, dtype=np.int64), 0
-    episodes, copies = [], []
-    for _ in range(300):
-        _, reward, terminated, truncated, valid = steps.step(torch.randint(0, 2, (4,), generator=g))
-        v = valid.numpy()
-        total += int(v.sum())
-        ret += reward.numpy() * v
-        length += v
-        for i in np.flatnonzero((terminated | truncated).numpy() & v):
-            episodes.append((total, float(ret[i]), int(length[i])))
-            copies.append(int(i))
-            ret[i], length[i] = 0, 0
+    episodes, copies, length = walk_counting_episodes(steps, 300, n_actions=2)
     assert len(steps.episode_copies) == len(steps.episodes) == len(episodes) > 20
     assert steps.episode_copies == copies
     assert steps.episodes == episodes

@@ -416,19 +416,20 @@ LOG_ENVS = {  # (make, number of actions): rewards of 1, of 0/1, and real-valued
 }
 
 
-def _walk(kind: str, n_steps: int, log_steps: int | None, read_every: int | None) -> Any:
-    """Step ``LOG_ENVS[kind]`` with seeded random actions; read ``episodes`` every
-    ``read_every`` steps. Returns the Transitions and the episodes counted by hand."""
-    make, n_actions = LOG_ENVS[kind]
-    envs = make()
-    steps = Transitions(envs, torch.device("cpu"), log_steps=log_steps)
-    steps.reset(seed=0)
+def walk_counting_episodes(
+    steps: Transitions, n_steps: int, n_actions: int, read_every: int | None = None
+) -> tuple[list, list, np.ndarray]:
+    """Step ``steps`` (reset) ``n_steps`` times with seeded random actions, counting each
+    copy's episodes by hand; with ``read_every``, check ``steps.episodes`` against the count
+    that often. Returns the episodes, their copies and each copy's unfinished length."""
     g = torch.Generator().manual_seed(0)
-    ret, length, total = np.zeros(envs.num_envs), np.zeros(envs.num_envs, dtype=np.int64), 0
+    n = steps.n
+    ret, length, total = np.zeros(n), np.zeros(n, dtype=np.int64), 0
     episodes, copies = [], []
     for t in range(n_steps):
-        actions = torch.randint(0, n_actions, (envs.num_envs,), generator=g)
-        _, reward, terminated, truncated, valid = steps.step(actions)
+        _, reward, terminated, truncated, valid = steps.step(
+            torch.randint(0, n_actions, (n,), generator=g)
+        )
         v = valid.numpy()
         assert steps.n_valid == v.sum() and steps.all_valid == v.all()
         total += int(v.sum())
@@ -441,6 +442,16 @@ def _walk(kind: str, n_steps: int, log_steps: int | None, read_every: int | None
             ret[i], length[i] = 0, 0
         if read_every and t % read_every == 0:
             assert steps.episodes == episodes  # complete up to now, whenever it is read
+    return episodes, copies, length
+
+
+def _walk(kind: str, n_steps: int, log_steps: int | None, read_every: int | None) -> Any:
+    """Step ``LOG_ENVS[kind]`` with seeded random actions; read ``episodes`` every
+    ``read_every`` steps. Returns the Transitions and the episodes counted by hand."""
+    make, n_actions = LOG_ENVS[kind]
+    steps = Transitions(make(), torch.device("cpu"), log_steps=log_steps)
+    steps.reset(seed=0)
+    episodes, copies, _ = walk_counting_episodes(steps, n_steps, n_actions, read_every)
     return steps, episodes, copies
 
 
