@@ -62,6 +62,12 @@ class Agent:
     def _act(self, obs: Tensor) -> Tensor:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def decide(self, obs: Any) -> Decision:
+        """What the agent makes of one observation ``[*obs_shape]``: the action it takes
+        and the numbers behind it (see :class:`Decision`)."""
+        raise NotImplementedError
+
     def extras(self) -> dict[str, Any]:
         """Constructor arguments besides the network that a checkpoint must keep."""
         return {}
@@ -128,6 +134,121 @@ class PolicyAgent(Agent):
         if self.net.continuous and self.low is not None:
             action = torch.clamp(action, self.low, self.high)
         return action
+
+    @torch.no_grad()
+    def decide(self, obs: Any) -> Decision:
+        """The policy ``pi(.|s)`` (probabilities, or the Gaussian's mean and std), ``V(s)``
+        and the deterministic action, for one observation ``[obs_dim]``."""
+        x = self._obs_tensor(obs).unsqueeze(0)
+        dist = self.net.distribution(x)
+        if self.net.continuous:
+            kind, values, std = "gaussian", dist.mean[0], dist.stddev[0].cpu().numpy()
+        else:
+            kind, values, std = "probs", dist.probs[0], None
+        return Decision(
+            observation=x[0].cpu().numpy(),
+            action=_host_action(self._act(x)[0]),
+            kind=kind,
+            values=values.cpu().numpy(),
+            std=std,
+            value=float(self.net.value(x)[0]),
+        )
+
+
+def _host_action(action: Tensor) -> int | np.ndarray:
+    """One action as a gymnasium env takes it: an ``int``, or an array ``[action_dim]``."""
+    a = action.cpu().numpy()
+    return int(a) if a.ndim == 0 else a
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an agent sees and decides at one step: what the viewer and the episode
+    animation show.
+
+    ``kind`` says what ``values`` holds: ``"q"``, ``Q(s, a)`` for every action ``[A]``
+    (DQN, a Q-table; ``value`` is then ``max_a Q(s, a)``); ``"probs"``, ``pi(a|s)``
+    ``[A]`` (a categorical policy; ``value`` is the critic's ``V(s)``); ``"gaussian"``, the
+    mean ``[action_dim]`` of a Gaussian policy with standard deviation ``std``.
+    """
+
+    observation: np.ndarray  #: what the agent saw ``[obs_dim]`` (a Q-table: the state, ``[]``)
+    action: int | np.ndarray  #: the action it takes (greedy or deterministic)
+    kind: str  #: "q", "probs" or "gaussian"
+    values: np.ndarray  #: Q(s, .) or pi(.|s) ``[A]``, or the Gaussian's mean ``[action_dim]``
+    std: np.ndarray | None = None  #: the Gaussian's standard deviation ``[action_dim]``
+    value: float | None = None  #: V(s) (actor-critic) or max_a Q(s, a) (Q-values)
+
+
+def decide(agent: Any, obs: Any) -> Decision:
+    """``agent.decide(obs)`` for a course agent; for a ``[S, A]`` Q-table (tensor or array),
+    the row of state ``obs`` and its greedy action (the first of tied ones, as
+    :func:`rlcourse.evaluate.evaluate` plays it)."""
+    if isinstance(agent, Agent):
+        return agent.decide(obs)
+    if isinstance(agent, Tensor | np.ndarray):
+        table = np.asarray(agent.detach().cpu() if isinstance(agent, Tensor) else agent)
+        q = table[int(obs)].astype(np.float64)
+        return Decision(np.asarray(int(obs)), int(q.argmax()), "q", q, value=float(q.max()))
+    raise _not_an_agent(agent)
+
+
+def _not_an_agent(agent: Any) -> TypeError:
+    return TypeError(
+        "expected a trained course agent (DQN, PPO, A2C, REINFORCE) or a [S, A] Q-table, "
+        f"got {type(agent).__name__}"
+    )
+
+
+def check_agent_env(agent: Any, env: Any) -> None:
+    """Refuse, with the mismatch named, an agent that cannot act in ``env`` (a gymnasium
+    env): another observation shape, or another action space."""
+    import gymnasium as gym
+
+    obs_space, act_space = env.observation_space, env.action_space
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    if isinstance(agent, Tensor | np.ndarray):
+        S, A = agent.shape if agent.ndim == 2 else (None, None)
+        if not (
+            isinstance(obs_space, gym.spaces.Discrete)
+            and isinstance(act_space, gym.spaces.Discrete)
+        ):
+            raise ValueError(
+                f"a Q-table acts in Discrete state and action spaces; {name} has "
+                f"{obs_space} and {act_space}"
+            )
+        if (S, A) != (obs_space.n, act_space.n):
+            raise ValueError(
+                f"the Q-table has shape {list(agent.shape)}, but {name} has "
+                f"{obs_space.n} states and {act_space.n} actions"
+            )
+        return
+    if not isinstance(agent, Agent):
+        raise _not_an_agent(agent)
+    if obs_space.shape != agent.observation_shape:
+        raise ValueError(
+            f"the {agent.algorithm.upper()} agent takes observations of shape "
+            f"{list(agent.observation_shape)}, but {name}'s are {list(obs_space.shape or ())} "
+            f"({obs_space}): was it trained on another env?"
+        )
+    net = agent.net
+    n_actions, action_dim = getattr(net, "n_actions", None), getattr(net, "action_dim", None)
+    if isinstance(act_space, gym.spaces.Discrete):
+        if n_actions != act_space.n:
+            has = f"{n_actions} actions" if n_actions else f"continuous actions [{action_dim}]"
+            raise ValueError(
+                f"{name} has {act_space.n} discrete actions, but the "
+                f"{agent.algorithm.upper()} agent has {has}"
+            )
+    elif isinstance(act_space, gym.spaces.Box):
+        if action_dim != act_space.shape[0]:
+            has = f"{n_actions} discrete actions" if n_actions else f"actions [{action_dim}]"
+            raise ValueError(
+                f"{name} has continuous actions {act_space}, but the "
+                f"{agent.algorithm.upper()} agent has {has}"
+            )
+    else:
+        raise ValueError(f"{name}'s action space {act_space} is not one a course agent acts in")
 
 
 def _seed_range(start: int | None, n: int) -> range:
@@ -250,6 +371,9 @@ class TrainingHistory:
     selection: str = ""  #: why that policy was handed back
     held_out_mean: float | None = None  #: its mean return on the 100 held-out episodes
     held_out_std: float | None = None  #: and their standard deviation
+    #: why training ended: "budget" (all its steps), "solved" (a confirmed solve, with
+    #: early_stop) or "callback" (the callback returned True, e.g. a monitor's Stop button)
+    stop_reason: str = "budget"
 
     def returns(self) -> np.ndarray:
         """Training-episode returns in order (with exploration: not the agent's score)."""
@@ -323,16 +447,34 @@ class EvaluationSchedule:
     def due(self, step: int) -> bool:
         return bool(self.every) and step >= self.next
 
-    def should_stop(self, step: int, agent: Agent, callback: Any = None, bar: Any = None) -> bool:
-        """After an update: evaluate if one is due; True when training should stop (a
-        confirmed solve with ``early_stop``, or ``callback(step, history, agent)`` returned
-        True)."""
-        if not self.due(step):
-            return False
-        stop = self.evaluate(agent, step)
-        if bar is not None:
-            bar.set_postfix(eval=f"{self.history.evaluations[-1][1]:.0f}")
-        return stop or bool(callback is not None and callback(step, self.history, agent))
+    def should_stop(
+        self,
+        step: int,
+        agent: Agent,
+        callback: Any = None,
+        bar: Any = None,
+        steps: Any = None,
+    ) -> bool:
+        """After each update: evaluate if one is due, then call ``callback(step, history,
+        agent)`` with the history up to date (the episodes logged by ``steps``, a
+        :class:`~rlcourse.envs.vector.Transitions`, read out first). True when training
+        should stop: a confirmed solve with ``early_stop``, or the callback returned True
+        (``history.stop_reason`` says which)."""
+        stop = False
+        if self.due(step):
+            stop = self.evaluate(agent, step)
+            if bar is not None:
+                bar.set_postfix(eval=f"{self.history.evaluations[-1][1]:.0f}")
+            if stop:
+                self.history.stop_reason = "solved"
+        if callback is not None and not stop:
+            if steps is not None:
+                self.history.episodes = steps.episodes  # one read-out of the episode log
+            self.history.train_time = self.train_time()
+            if callback(step, self.history, agent):
+                self.history.stop_reason = "callback"
+                return True
+        return stop
 
     def _score(self, agent: Agent, n: int, seed: int) -> tuple[float, float]:
         """Mean and std of the greedy returns on ``n`` episodes seeded ``seed + i``, with

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rlcourse.agent import Agent, EvaluationSchedule, TrainingConfig, TrainingHistory
+from rlcourse.agent import Agent, Decision, EvaluationSchedule, TrainingConfig, TrainingHistory
 from rlcourse.buffers import ReplayBuffer
 from rlcourse.envs.vector import Transitions, make_vector_env
 from rlcourse.nets import FlatParameters, QNetwork, polyak_update
@@ -161,6 +161,18 @@ class DQNAgent(Agent):
     def _act(self, obs: Tensor) -> Tensor:
         return self.net(obs).argmax(-1)
 
+    @torch.no_grad()
+    def decide(self, obs: Any) -> Decision:
+        """``Q(s, .)``, ``max_a Q(s, a)`` and the greedy action for one observation."""
+        q = self.q_values(obs)
+        return Decision(
+            observation=self._obs_tensor(obs).cpu().numpy(),
+            action=int(q.argmax()),
+            kind="q",
+            values=q.cpu().numpy(),
+            value=float(q.max()),
+        )
+
 
 def _check_spaces(envs: gym.vector.VectorEnv) -> tuple[int, int]:
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
@@ -190,8 +202,11 @@ def train(
     reaches the threshold there is confirmed on 100 other episodes, and a confirmed solve
     stops training. The best policy found is handed back, with its score on 100 held-out
     episodes in ``history.held_out_mean`` (the rule: :class:`rlcourse.agent.TrainingConfig`).
-    ``callback(step, history, agent)`` runs after each evaluation; returning True stops
-    training.
+    ``callback(step, history, agent)`` runs after every training phase (and its
+    evaluation, if one was due), with ``history`` up to date; returning True stops training
+    cleanly: the policy to hand back is chosen and scored as after a full run
+    (``history.stop_reason == "callback"``). :class:`rlcourse.widgets.TrainingMonitor` is
+    such a callback.
     """
     cfg = config or DQNConfig()
     with torch_threads(cfg.num_threads):
@@ -260,7 +275,7 @@ def _train(
                 loss_sum, loss_count = 0.0, 0
         bar.update(steps.env_steps - bar.n)
 
-        if schedule.should_stop(steps.env_steps, agent, callback, bar):
+        if schedule.should_stop(steps.env_steps, agent, callback, bar, steps):
             break
     close_bar(bar)  # at 100% of the steps run, also after an early stop
     history.episodes = steps.episodes

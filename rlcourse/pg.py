@@ -367,8 +367,8 @@ def train_reinforce(
     ``config.eval_every`` steps the greedy policy plays the ``eval_episodes`` selection
     episodes of ``eval_env`` (default: ``env`` when it is an id); choosing, confirming,
     stopping and the held-out score follow :class:`rlcourse.agent.TrainingConfig`, as in
-    :func:`rlcourse.dqn.train`. Training also stops when ``callback(step, history, agent)``,
-    run after each evaluation, returns True.
+    :func:`rlcourse.dqn.train`, and so does ``callback(step, history, agent)``, run after
+    every update.
     """
     cfg = config or REINFORCEConfig()
     with torch_threads(cfg.num_threads):
@@ -530,7 +530,7 @@ def _train_a2c(
         _log(history, step, **stats, grad_norm=grad_norm)
         history.simulated.append((step, step))
         bar.update(cfg.batch_size)
-        if schedule.should_stop(step, agent, callback, bar):
+        if schedule.should_stop(step, agent, callback, bar, steps):
             break
     close_bar(bar)
     history.episodes = steps.episodes

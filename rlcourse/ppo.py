@@ -235,7 +235,7 @@ def _train(
         for name, value in stats.items():
             getattr(history, name).append((step, value))
         bar.update(cfg.batch_size)
-        if schedule.should_stop(step, agent, callback, bar):
+        if schedule.should_stop(step, agent, callback, bar, steps):
             break
     close_bar(bar)  # at 100% of the steps run, also after an early stop
     history.episodes = steps.episodes

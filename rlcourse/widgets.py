@@ -8,7 +8,10 @@ click, so it works the same in JupyterLab, Notebook 7 and VS Code.
 
 from __future__ import annotations
 
+import html
 import io
+import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -467,3 +470,498 @@ class AgentStepper(_Stepper):
             f"AgentStepper(env={self.env_choice.value!r}, method={self.method_choice.value!r}, "
             f"episodes={self.episodes}, steps={self.steps})"
         )
+
+
+# ---------------------------------------------------------------------------------------
+# deep agents: stepping a trained agent, and watching training live
+
+
+def _png(frame: np.ndarray) -> bytes:
+    """An RGB frame ``[H, W, 3]`` as PNG bytes."""
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(frame).save(buf, format="png")
+    return buf.getvalue()
+
+
+#: what the viewer's "perturb" control can do to an env: name -> (state index, change),
+#: applied to ``env.unwrapped.state`` (the env's physical state, not a copy of it)
+PERTURBATIONS: dict[str, dict[str, tuple[int, float]]] = {
+    "CartPoleEnv": {
+        "push the cart left": (1, -1.0),  # cart velocity, m/s
+        "push the cart right": (1, 1.0),
+        "tilt the pole left": (2, -0.1),  # pole angle, rad (positive: leaning right)
+        "tilt the pole right": (2, 0.1),
+    },
+    "PendulumEnv": {
+        "kick it anticlockwise": (1, 2.0),  # angular velocity, rad/s (positive: anticlockwise)
+        "kick it clockwise": (1, -2.0),
+        "turn it by +45°": (0, np.pi / 4),  # angle, rad (0: upright)
+        "turn it by -45°": (0, -np.pi / 4),
+    },
+}
+
+
+def _current_observation(env: Any) -> np.ndarray:
+    """The observation of ``env``'s current physical state (after a perturbation)."""
+    unwrapped = env.unwrapped
+    if hasattr(unwrapped, "_get_obs"):
+        return np.asarray(unwrapped._get_obs(), dtype=np.float32)
+    return np.asarray(unwrapped.state, dtype=np.float32)
+
+
+BOLD = ' style="font-weight:bold"'
+
+
+def _bar(fraction: float, colour: str) -> str:
+    width = round(120 * min(max(fraction, 0.0), 1.0))
+    return (
+        f'<span style="display:inline-block;width:{width}px;height:0.8em;'
+        f'background:{colour};vertical-align:middle"></span>'
+    )
+
+
+class AgentViewer(_Stepper):
+    """Step a trained agent through an episode and see what it sees and decides.
+
+    ``agent``: a course agent (DQN, PPO, A2C, REINFORCE) or a ``[S, A]`` Q-table; ``env``:
+    an env id or a gymnasium env made with ``render_mode="rgb_array"`` whose observation
+    and action spaces are the agent's. Beside the rendered frame: the observation, the
+    numbers the agent decides on (``Q(s, a)`` for every action, or ``pi(a|s)``, or the
+    Gaussian's mean and standard deviation, and ``V(s)``), the action it takes, the last
+    reward and the return so far.
+
+    Buttons: *Step* (one step), *Play* / *Pause* (steps at the chosen speed), *Reset* (a
+    new episode with the chosen seed); on CartPole and Pendulum, *Perturb* changes the
+    physical state (push the cart, tilt the pole, kick the pendulum) to show how the
+    policy reacts. The same actions are methods (``step``, ``play``, ``pause``, ``reset``,
+    ``perturb``); ``decision`` is what is shown (a :class:`rlcourse.agent.Decision`).
+    """
+
+    def __init__(
+        self, agent: Any, env: Any, seed: int = 0, *, speed: float = 10.0, max_steps: int = 10_000
+    ) -> None:
+        from rlcourse.agent import check_agent_env
+        from rlcourse.envs.describe import action_labels, observation_labels, rendering_env
+
+        self.env = rendering_env(env)
+        check_agent_env(agent, self.env)
+        self.agent, self.max_steps = agent, max_steps
+        self.env_name = self.env.spec.id if self.env.spec is not None else type(self.env).__name__
+        self.obs_labels = observation_labels(self.env)
+        self.action_names = action_labels(self.env)
+        self.perturbations = PERTURBATIONS.get(type(self.env.unwrapped).__name__, {})
+
+        self.step_button = W.Button(description="Step", icon="step-forward")
+        self.play_button = W.Button(description="Play", icon="play")
+        self.pause_button = W.Button(description="Pause", icon="pause")
+        self.reset_button = W.Button(description="Reset", icon="undo")
+        self.seed_box = W.BoundedIntText(
+            value=seed, min=0, max=2**31 - 1, description="seed", layout=W.Layout(width="170px")
+        )
+        self.speed_slider = W.FloatSlider(
+            value=speed, min=1.0, max=30.0, step=1.0, description="steps/s", style=LABELS
+        )
+        # the clock of Play: the page advances it, each tick is one step
+        self.ticker = W.Play(value=0, min=0, max=max_steps, interval=round(1000 / speed))
+        self.ticker.layout.display = "none"
+        self.perturb_choice = W.Dropdown(
+            options=list(self.perturbations), layout=W.Layout(width="210px")
+        )
+        self.perturb_button = W.Button(description="Perturb", icon="hand-paper-o")
+        self.image = W.Image(format="png")
+        self.info = W.HTML()
+        self.status = W.HTML()
+        self.step_button.on_click(lambda _: self.step())
+        self.play_button.on_click(lambda _: self.play())
+        self.pause_button.on_click(lambda _: self.pause())
+        self.reset_button.on_click(lambda _: self.reset())
+        self.perturb_button.on_click(lambda _: self.perturb())
+        self.speed_slider.observe(self._on_speed, names="value")
+        self.ticker.observe(self._on_tick, names="value")
+        controls = [self.step_button, self.play_button, self.pause_button, self.reset_button]
+        rows = [
+            W.HBox([*controls, self.seed_box], layout=_row()),
+            W.HBox([self.speed_slider, self.ticker], layout=_row()),
+        ]
+        if self.perturbations:
+            rows.append(W.HBox([self.perturb_choice, self.perturb_button], layout=_row()))
+        rows += [self.status, W.HBox([self.image, self.info], layout=_row())]
+        self.widget = W.VBox(rows)
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self, seed: int | None = None) -> None:
+        """A new episode, seeded ``seed`` (default: the seed box's value)."""
+        from rlcourse.agent import decide
+
+        self.pause()
+        if seed is not None:
+            self.seed_box.value = seed
+        self.observation, _ = self.env.reset(seed=int(self.seed_box.value))
+        self.steps, self.episode_return = 0, 0.0
+        self.last_action: Any = None
+        self.last_reward: float | None = None
+        self.terminated = self.truncated = False
+        self.decision = decide(self.agent, self.observation)
+        self._redraw()
+
+    @property
+    def done(self) -> bool:
+        """Whether the episode has ended (terminated, truncated, or ``max_steps`` reached)."""
+        return self.terminated or self.truncated or self.steps >= self.max_steps
+
+    def step(self) -> None:
+        """The agent takes the action it decided on; the viewer shows the next state."""
+        from rlcourse.agent import decide
+
+        if self.done:
+            self.pause()
+            return
+        action = self.decision.action
+        self.observation, reward, self.terminated, self.truncated, _ = self.env.step(action)
+        self.steps += 1
+        self.last_action, self.last_reward = action, float(reward)
+        self.episode_return += float(reward)
+        self.decision = decide(self.agent, self.observation)
+        if self.done:
+            self.pause()
+        self._redraw()
+
+    def play(self) -> None:
+        """Step at ``steps/s`` until Pause or the end of the episode."""
+        if not self.done:
+            self.ticker.playing = True
+
+    def pause(self) -> None:
+        self.ticker.playing = False
+
+    def perturb(self, name: str | None = None, strength: float = 1.0) -> None:
+        """Change the env's physical state by the perturbation ``name`` (default: the one
+        chosen) times ``strength``; the agent then decides on the new observation."""
+        from rlcourse.agent import decide
+
+        if not self.perturbations:
+            raise ValueError(f"the viewer has no perturbations for {self.env_name}")
+        name = self.perturb_choice.value if name is None else name
+        if name not in self.perturbations:
+            raise ValueError(
+                f"unknown perturbation {name!r}; choose one of {list(self.perturbations)}"
+            )
+        if self.done:
+            return
+        index, change = self.perturbations[name]
+        unwrapped = self.env.unwrapped
+        state = np.array(unwrapped.state, dtype=np.float64)
+        state[index] += strength * change
+        unwrapped.state = state
+        self.observation = _current_observation(self.env)
+        self.decision = decide(self.agent, self.observation)
+        self._redraw(note=f"perturbed: {name}")
+
+    # ---------------------------------------------------------------- display
+    def _on_speed(self, change: dict[str, Any]) -> None:
+        self.ticker.interval = round(1000 / change["new"])
+
+    def _on_tick(self, change: dict[str, Any]) -> None:
+        if change["new"] > change["old"]:
+            self.step()
+
+    def _decision_html(self) -> str:
+        d, names = self.decision, self.action_names
+        rows = []
+        if d.kind == "gaussian":
+            std = d.std if d.std is not None else np.zeros_like(d.values)
+            for name, mean, s in zip(names, d.values, std, strict=True):
+                rows.append(
+                    f"<tr><td>{name}</td><td>mean {mean:+.3f}</td><td>std {s:.3f}</td></tr>"
+                )
+            head = "Gaussian policy π(a|s)"
+        else:
+            values = np.asarray(d.values, dtype=np.float64)
+            low, high = (0.0, 1.0) if d.kind == "probs" else (values.min(), values.max())
+            span = high - low or 1.0
+            for a, (name, v) in enumerate(zip(names, values, strict=True)):
+                taken = a == d.action
+                fraction = v if d.kind == "probs" else 0.15 + 0.85 * (v - low) / span
+                bar = _bar(fraction, "#DD8452" if taken else "#4C72B0")
+                mark = " ← takes it" if taken else ""
+                rows.append(
+                    f"<tr{BOLD if taken else ''}><td>{name}</td>"
+                    f"<td style='text-align:right'>{v:.3f}</td><td>{bar}{mark}</td></tr>"
+                )
+            head = "Q(s, a)" if d.kind == "q" else "π(a|s)"
+        if d.value is not None:
+            label = "max<sub>a</sub> Q(s, a)" if d.kind == "q" else "V(s)"
+            rows.append(f"<tr><td>{label}</td><td style='text-align:right'>{d.value:.3f}</td></tr>")
+        return f"<b>{head}</b><table>{''.join(rows)}</table>"
+
+    def _info_html(self) -> str:
+        obs = np.atleast_1d(np.asarray(self.observation, dtype=np.float64))
+        obs_rows = "".join(
+            f"<tr><td>{name}</td><td style='text-align:right'>{x:+.3f}</td></tr>"
+            if len(obs) > 1 or self.obs_labels != ("state",)
+            else f"<tr><td>{name}</td><td style='text-align:right'>{int(x)}</td></tr>"
+            for name, x in zip(self.obs_labels, obs, strict=True)
+        )
+        action = self.decision.action
+        action_text = (
+            self.action_names[action]
+            if isinstance(action, int)
+            else ", ".join(f"{x:+.3f}" for x in np.atleast_1d(action))
+        )
+        return (
+            f"<b>observation s</b><table>{obs_rows}</table>{self._decision_html()}"
+            f"<b>action</b>: {action_text}"
+        )
+
+    def _redraw(self, note: str = "") -> None:
+        if self.terminated:
+            end = " · <b>episode over</b> (terminated): press Reset"
+        elif self.truncated or self.steps >= self.max_steps:
+            end = " · <b>episode over</b> (time limit): press Reset"
+        else:
+            end = ""
+        last = "" if self.last_reward is None else f" · last reward {self.last_reward:g}"
+        self.status.value = (
+            f"<b>{self.env_name}</b>, episode seed {self.seed_box.value} · step {self.steps}"
+            f"{last} · return so far {self.episode_return:g}{end}"
+            + (f" · <i>{note}</i>" if note else "")
+        )
+        self.image.value = _png(self.env.render())
+        self.info.value = self._info_html()
+
+    def __repr__(self) -> str:
+        kind = getattr(self.agent, "algorithm", "Q-table").upper()
+        return f"AgentViewer({kind} agent on {self.env_name})"
+
+
+#: the panels of the training monitor: the history's field -> (title, y label); a panel is
+#: drawn when the history has the field (DQN: losses, epsilon; PPO, A2C, REINFORCE: the rest)
+MONITOR_PANELS: dict[str, tuple[str, str]] = {
+    "losses": ("TD loss", "Huber loss"),
+    "epsilon": ("exploration", "ε"),
+    "policy_loss": ("policy loss", "loss"),
+    "value_loss": ("value loss", "loss"),
+    "entropy": ("entropy of π", "nats"),
+    "approx_kl": ("KL(π_old ‖ π) per update", "approx. KL"),
+    "clip_fraction": ("clip fraction", "fraction"),
+}
+STOP_REASONS = {
+    "budget": "ran its whole step budget",
+    "solved": "stopped at a confirmed solve",
+    "callback": "stopped by you",
+}
+
+
+class TrainingMonitor(_Stepper):
+    """A live dashboard of a training run, passed as its callback.
+
+    ``dqn.train``, ``ppo.train``, ``pg.train_a2c`` and ``pg.train_reinforce`` call it after
+    every update with ``(step, history, agent)``; it redraws the learning curve (training
+    episodes and the greedy evaluations, with the solve threshold), the losses, epsilon or
+    the entropy, and PPO's KL and clip fraction, in place, at a bounded rate: at most one
+    redraw per ``min_interval`` seconds, and only while the time spent drawing stays within
+    ``max_overhead`` of the time since training began (a run of a few seconds is drawn
+    when it ends).
+
+    The *Stop* button ends training cleanly at the next update: the policy to hand back is
+    chosen and scored as after a full run. For the button to reach the kernel while
+    training runs, run training with :meth:`run` (in a background thread, awaited)::
+
+        monitor = TrainingMonitor("DQN on CartPole-v1")
+        display(monitor)
+        agent, history = await monitor.run(dqn.train, "CartPole-v1", seed=0)
+
+    (Passed directly as ``callback=monitor`` the dashboard updates, but the page can only
+    reach the kernel after the cell ends, too late for *Stop*.)
+    """
+
+    def __init__(
+        self,
+        title: str = "training",
+        *,
+        min_interval: float = 0.5,
+        max_overhead: float = 0.05,
+        figsize: tuple[float, float] = (9.6, 4.2),
+    ) -> None:
+        if not min_interval >= 0:
+            raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval}")
+        if not 0 < max_overhead <= 1:
+            raise ValueError(f"max_overhead must be in (0, 1], got {max_overhead}")
+        self.title, self.min_interval, self.max_overhead = title, min_interval, max_overhead
+        self.figsize = figsize
+        self.clock: Callable[[], float] = time.perf_counter
+        self.stop_requested = False
+        self.step = 0
+        self.history: Any = None
+        self.agent: Any = None
+        self.calls = self.draws = 0
+        self.draw_time = self.callback_time = 0.0  #: seconds spent drawing / in the callback
+        self._start: float | None = None  # the clock at the first call
+        self._last_draw = -math.inf
+        self._draw_cost = 0.25  # seconds a redraw takes: a guess until one is measured
+        self._fig: Figure | None = None
+        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger")
+        self.stop_button.on_click(lambda _: self.stop())
+        self.status = W.HTML(f"<b>{html.escape(title)}</b>: waiting for the first update")
+        self.image = W.Image(format="png")
+        self.widget = W.VBox([W.HBox([self.stop_button, self.status], layout=_row()), self.image])
+
+    def stop(self) -> None:
+        """Ask training to stop at its next update (what the Stop button does)."""
+        self.stop_requested = True
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping…"
+
+    # --------------------------------------------------------------- callback
+    def __call__(self, step: int, history: Any, agent: Any) -> bool:
+        """The training callback: record, redraw when due; True once Stop was pressed."""
+        start = self.clock()
+        self.calls += 1
+        self.step, self.history, self.agent = step, history, agent
+        if self._start is None:
+            self._start = start
+        elapsed = start - self._start
+        # draw when min_interval has passed and the drawing so far, plus one more, stays
+        # within max_overhead of the time since training began
+        if (
+            start - self._last_draw >= self.min_interval
+            and self.draw_time + self._draw_cost <= self.max_overhead * elapsed
+        ):
+            self.redraw()
+            self._last_draw = start
+        self.callback_time += self.clock() - start
+        return self.stop_requested
+
+    async def run(self, train: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``train(*args, callback=self, progress=False, **kwargs)`` in a background thread,
+        awaited: the kernel stays free to hear the Stop button. Returns what ``train``
+        returns, after a last redraw with the final history."""
+        import asyncio
+
+        kwargs.setdefault("progress", False)
+        try:
+            result = await asyncio.to_thread(train, *args, callback=self, **kwargs)
+        except BaseException:  # an error or an interrupt: end the training thread too
+            self.stop()
+            self.status.value += " · <b>training failed or was interrupted</b>"
+            raise
+        self.finish(*result)
+        return result
+
+    def finish(self, agent: Any, history: Any) -> None:
+        """Show the end of training: why it ended, the policy handed back, its score."""
+        self.agent, self.history = agent, history
+        self.step = max([self.step] + [s for s, *_ in history.evaluations])
+        self.redraw(final=True)
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopped" if history.stop_reason == "callback" else "Done"
+
+    # ---------------------------------------------------------------- drawing
+    def redraw(self, final: bool = False) -> None:
+        """Draw the dashboard for the history seen last (called at the bounded rate). The
+        figure and its lines are made once; a redraw only gives the lines new data."""
+        h = self.history
+        if h is None:
+            return
+        start = self.clock()
+        self.draws += 1
+        self.status.value = self._status_html(final)
+        if self._fig is None:
+            self._make_figure(h)
+        lines = self._lines
+        episodes = np.array(h.episodes, dtype=np.float64).reshape(-1, 3)
+        lines["episodes"].set_data(episodes[:, 0], episodes[:, 1])
+        window = min(20, len(episodes))
+        if window:
+            smooth = np.convolve(episodes[:, 1], np.ones(window) / window, mode="valid")
+            lines["smooth"].set_data(episodes[window - 1 :, 0], smooth)
+        ev = np.array(h.evaluations, dtype=np.float64).reshape(-1, 3)
+        lines["evaluations"].set_data(ev[:, 0], ev[:, 1])
+        # one line for all the error bars: (step, mean - std) to (step, mean + std), NaN-separated
+        nan = np.full(len(ev), np.nan)
+        bars_x = np.stack([ev[:, 0], ev[:, 0], nan], 1).ravel()
+        bars_y = np.stack([ev[:, 1] - ev[:, 2], ev[:, 1] + ev[:, 2], nan], 1).ravel()
+        lines["spread"].set_data(bars_x, bars_y)
+        cf = np.array(h.confirmations, dtype=np.float64).reshape(-1, 3)
+        lines["confirmations"].set_data(cf[:, 0], cf[:, 1])
+        if final and h.selected_step is not None and h.held_out_mean is not None:
+            lines["held_out"].set_data([h.selected_step], [h.held_out_mean])
+        for name in self._panel_names:
+            series = np.array(getattr(h, name), dtype=np.float64).reshape(-1, 2)
+            lines[name].set_data(series[:, 0], series[:, 1])
+        for ax in self._fig.axes:
+            ax.relim()
+            ax.autoscale_view()
+        if h.threshold is not None:  # the threshold line stays in view
+            low, high = self._returns_ax.get_ylim()
+            self._returns_ax.set_ylim(min(low, 0.0), max(high, h.threshold * 1.05))
+        _show_figure(self.image, self._fig)
+        self._fig.set_layout_engine("none")  # laid out once: later redraws skip the layout
+        self._draw_cost = self.clock() - start
+        self.draw_time += self._draw_cost
+
+    def _make_figure(self, h: Any) -> None:
+        """The dashboard's figure: the learning curve, and a small panel for each series the
+        history has (at most six)."""
+        self._panel_names = [n for n in MONITOR_PANELS if getattr(h, n, None) is not None][:6]
+        n_cols = 1 + (len(self._panel_names) + 1) // 2
+        fig = self._fig = _new_figure(self.figsize)
+        grid = fig.add_gridspec(2, n_cols, width_ratios=[2.2] + [1] * (n_cols - 1))
+        ax = self._returns_ax = fig.add_subplot(grid[:, 0])
+        lines = self._lines = {
+            "episodes": ax.plot([], [], ".", ms=2, color="#999999", label="training episodes")[0],
+            "smooth": ax.plot(
+                [], [], color="#4C72B0", lw=1.5, label="mean of the last 20 training episodes"
+            )[0],
+            "evaluations": ax.plot(
+                [], [], "o", ms=4, color="#DD8452", label="greedy evaluation (mean ± std)"
+            )[0],
+            "spread": ax.plot([], [], color="#DD8452", lw=1)[0],
+            "confirmations": ax.plot(
+                [], [], "s", ms=7, mfc="none", color="#55A868", label="confirmation (100 episodes)"
+            )[0],
+            "held_out": ax.plot(
+                [], [], "*", ms=12, color="#C44E52", label="handed back: held-out mean"
+            )[0],
+        }
+        if h.threshold is not None:
+            ax.axhline(
+                h.threshold, color="#C44E52", lw=1, ls="--", label=f"solved: {h.threshold:g}"
+            )
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("return")
+        ax.set_title(self.title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        for k, name in enumerate(self._panel_names):
+            panel = fig.add_subplot(grid[k % 2, 1 + k // 2])
+            title, ylabel = MONITOR_PANELS[name]
+            lines[name] = panel.plot([], [], lw=1, color="C0")[0]
+            panel.set_title(title, fontsize=9)
+            panel.set_ylabel(ylabel, fontsize=8)
+            panel.tick_params(labelsize=7)
+            panel.grid(alpha=0.3)
+
+    def _status_html(self, final: bool) -> str:
+        h = self.history
+        parts = [f"<b>{html.escape(self.title)}</b>", f"step {self.step:,}"]
+        parts.append(f"{len(h.episodes):,} training episodes")
+        if h.evaluations:
+            parts.append(f"last evaluation {h.evaluations[-1][1]:.1f}")
+        parts.append(f"{h.train_time:.1f} s training")
+        if final:
+            parts.append(f"<b>{STOP_REASONS.get(h.stop_reason, h.stop_reason)}</b>")
+            if h.selected_step is not None:
+                parts.append(f"handed back the policy of step {h.selected_step:,}")
+            if h.held_out_mean is not None:
+                verdict = "solved" if h.solved else "not solved"
+                parts.append(f"held-out mean {h.held_out_mean:.1f} ({verdict})")
+        elif self.stop_requested:
+            parts.append("<b>stopping…</b>")
+        return " · ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"TrainingMonitor({self.title!r})"
