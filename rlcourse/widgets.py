@@ -597,6 +597,7 @@ class AgentViewer(_Stepper):
         from rlcourse.agent import decide
 
         self.pause()
+        self.ticker.value = 0  # the Play clock starts again (going back steps nothing)
         if seed is not None:
             self.seed_box.value = seed
         self.observation, _ = self.env.reset(seed=int(self.seed_box.value))
