@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from rlcourse import dp, plots, tabular
 from rlcourse.envs import example_3_5, example_4_1
 from rlcourse.mdp import TabularMDP, from_gymnasium
+from rlcourse.svgplot import Series, legend_html, svg_chart
 
 DPI = 90
 
@@ -785,14 +786,12 @@ class TrainingMonitor(_Stepper):
         *,
         min_interval: float = 0.5,
         max_overhead: float = 0.05,
-        figsize: tuple[float, float] = (9.6, 4.2),
     ) -> None:
         if not min_interval >= 0:
             raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval}")
         if not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead must be in (0, 1], got {max_overhead}")
         self.title, self.min_interval, self.max_overhead = title, min_interval, max_overhead
-        self.figsize = figsize
         self.clock: Callable[[], float] = time.perf_counter
         self.stop_requested = False
         self.step = 0
@@ -802,13 +801,12 @@ class TrainingMonitor(_Stepper):
         self.draw_time = self.callback_time = 0.0  #: seconds spent drawing / in the callback
         self._start: float | None = None  # the clock at the first call
         self._last_draw = -math.inf
-        self._draw_cost = 0.25  # seconds a redraw takes: a guess until one is measured
-        self._fig: Figure | None = None
+        self._draw_cost = 0.02  # seconds a redraw takes: a guess until one is measured
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger")
         self.stop_button.on_click(lambda _: self.stop())
         self.status = W.HTML(f"<b>{html.escape(title)}</b>: waiting for the first update")
-        self.image = W.Image(format="png")
-        self.widget = W.VBox([W.HBox([self.stop_button, self.status], layout=_row()), self.image])
+        self.charts = W.HTML()
+        self.widget = W.VBox([W.HBox([self.stop_button, self.status], layout=_row()), self.charts])
 
     def stop(self) -> None:
         """Ask training to stop at its next update (what the Stop button does)."""
@@ -862,89 +860,83 @@ class TrainingMonitor(_Stepper):
 
     # ---------------------------------------------------------------- drawing
     def redraw(self, final: bool = False) -> None:
-        """Draw the dashboard for the history seen last (called at the bounded rate). The
-        figure and its lines are made once; a redraw only gives the lines new data."""
+        """Draw the dashboard for the history seen last (called at the bounded rate): the
+        charts as inline SVG, a few milliseconds of work (:mod:`rlcourse.svgplot`)."""
         h = self.history
         if h is None:
             return
         start = self.clock()
         self.draws += 1
         self.status.value = self._status_html(final)
-        if self._fig is None:
-            self._make_figure(h)
-        lines = self._lines
-        episodes = np.array(h.episodes, dtype=np.float64).reshape(-1, 3)
-        lines["episodes"].set_data(episodes[:, 0], episodes[:, 1])
-        window = min(20, len(episodes))
-        if window:
-            smooth = np.convolve(episodes[:, 1], np.ones(window) / window, mode="valid")
-            lines["smooth"].set_data(episodes[window - 1 :, 0], smooth)
-        ev = np.array(h.evaluations, dtype=np.float64).reshape(-1, 3)
-        lines["evaluations"].set_data(ev[:, 0], ev[:, 1])
-        # one line for all the error bars: (step, mean - std) to (step, mean + std), NaN-separated
-        nan = np.full(len(ev), np.nan)
-        bars_x = np.stack([ev[:, 0], ev[:, 0], nan], 1).ravel()
-        bars_y = np.stack([ev[:, 1] - ev[:, 2], ev[:, 1] + ev[:, 2], nan], 1).ravel()
-        lines["spread"].set_data(bars_x, bars_y)
-        cf = np.array(h.confirmations, dtype=np.float64).reshape(-1, 3)
-        lines["confirmations"].set_data(cf[:, 0], cf[:, 1])
-        if final and h.selected_step is not None and h.held_out_mean is not None:
-            lines["held_out"].set_data([h.selected_step], [h.held_out_mean])
-        for name in self._panel_names:
-            series = np.array(getattr(h, name), dtype=np.float64).reshape(-1, 2)
-            lines[name].set_data(series[:, 0], series[:, 1])
-        for ax in self._fig.axes:
-            ax.relim()
-            ax.autoscale_view()
-        if h.threshold is not None:  # the threshold line stays in view
-            low, high = self._returns_ax.get_ylim()
-            self._returns_ax.set_ylim(min(low, 0.0), max(high, h.threshold * 1.05))
-        _show_figure(self.image, self._fig)
-        self._fig.set_layout_engine("none")  # laid out once: later redraws skip the layout
+        self.charts.value = self._charts_html(h, final)
         self._draw_cost = self.clock() - start
         self.draw_time += self._draw_cost
 
-    def _make_figure(self, h: Any) -> None:
-        """The dashboard's figure: the learning curve, and a small panel for each series the
-        history has (at most six)."""
-        self._panel_names = [n for n in MONITOR_PANELS if getattr(h, n, None) is not None][:6]
-        n_cols = 1 + (len(self._panel_names) + 1) // 2
-        fig = self._fig = _new_figure(self.figsize)
-        grid = fig.add_gridspec(2, n_cols, width_ratios=[2.2] + [1] * (n_cols - 1))
-        ax = self._returns_ax = fig.add_subplot(grid[:, 0])
-        lines = self._lines = {
-            "episodes": ax.plot([], [], ".", ms=2, color="#999999", label="training episodes")[0],
-            "smooth": ax.plot(
-                [], [], color="#4C72B0", lw=1.5, label="mean of the last 20 training episodes"
-            )[0],
-            "evaluations": ax.plot(
-                [], [], "o", ms=4, color="#DD8452", label="greedy evaluation (mean ± std)"
-            )[0],
-            "spread": ax.plot([], [], color="#DD8452", lw=1)[0],
-            "confirmations": ax.plot(
-                [], [], "s", ms=7, mfc="none", color="#55A868", label="confirmation (100 episodes)"
-            )[0],
-            "held_out": ax.plot(
-                [], [], "*", ms=12, color="#C44E52", label="handed back: held-out mean"
-            )[0],
-        }
-        if h.threshold is not None:
-            ax.axhline(
-                h.threshold, color="#C44E52", lw=1, ls="--", label=f"solved: {h.threshold:g}"
+    @property
+    def panels(self) -> list[str]:
+        """The history's series drawn in small charts beside the learning curve."""
+        return [name for name in MONITOR_PANELS if getattr(self.history, name, None) is not None]
+
+    def _charts_html(self, h: Any, final: bool) -> str:
+        """The learning curve, and a small chart for each series the history has."""
+        episodes = np.array(h.episodes, dtype=np.float64).reshape(-1, 3)
+        curve = [Series(episodes[:, 0], episodes[:, 1], "#999999", "dots", "training episodes")]
+        window = min(20, len(episodes))
+        if window:
+            smooth = np.convolve(episodes[:, 1], np.ones(window) / window, mode="valid")
+            curve.append(
+                Series(
+                    episodes[window - 1 :, 0],
+                    smooth,
+                    "#4C72B0",
+                    "line",
+                    f"mean of the last {window} training episodes",
+                )
             )
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("return")
-        ax.set_title(self.title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-        for k, name in enumerate(self._panel_names):
-            panel = fig.add_subplot(grid[k % 2, 1 + k // 2])
-            title, ylabel = MONITOR_PANELS[name]
-            lines[name] = panel.plot([], [], lw=1, color="C0")[0]
-            panel.set_title(title, fontsize=9)
-            panel.set_ylabel(ylabel, fontsize=8)
-            panel.tick_params(labelsize=7)
-            panel.grid(alpha=0.3)
+        ev = np.array(h.evaluations, dtype=np.float64).reshape(-1, 3)
+        curve.append(
+            Series(ev[:, 0], ev[:, 1] - ev[:, 2], "#DD8452", "bars", y2=ev[:, 1] + ev[:, 2])
+        )
+        curve.append(Series(ev[:, 0], ev[:, 1], "#DD8452", "markers", "greedy evaluation (± std)"))
+        cf = np.array(h.confirmations, dtype=np.float64).reshape(-1, 3)
+        curve.append(
+            Series(cf[:, 0], cf[:, 1], "#55A868", "markers", "confirmation (100 episodes)")
+        )
+        if final and h.selected_step is not None and h.held_out_mean is not None:
+            curve.append(
+                Series(
+                    np.array([h.selected_step]),
+                    np.array([h.held_out_mean]),
+                    "#C44E52",
+                    "markers",
+                    "handed back: held-out mean",
+                )
+            )
+        hlines = [] if h.threshold is None else [(h.threshold, "#C44E52")]
+        extra = [] if h.threshold is None else [("#C44E52", f"solved: {h.threshold:g} (dashed)")]
+        main = svg_chart(
+            curve, width=460, height=270, title="return", xlabel="environment steps", hlines=hlines
+        )
+        small = []
+        for name in self.panels:
+            title = MONITOR_PANELS[name][0]
+            series = np.array(getattr(h, name), dtype=np.float64).reshape(-1, 2)
+            small.append(
+                svg_chart(
+                    [Series(series[:, 0], series[:, 1], "#4C72B0")],
+                    width=215,
+                    height=130,
+                    title=title,
+                )
+            )
+        grid = (
+            '<div style="display:grid;grid-template-columns:repeat(auto-fill,215px);gap:4px;'
+            'flex:1;min-width:215px">' + "".join(small) + "</div>"
+        )
+        return (
+            f'<div style="display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start">{main}'
+            f"{grid}</div><div style='font-size:11px'>{legend_html(curve, extra)}</div>"
+        )
 
     def _status_html(self, final: bool) -> str:
         h = self.history

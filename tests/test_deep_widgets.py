@@ -296,22 +296,23 @@ def test_monitor_gives_the_same_training_and_panels_by_algorithm() -> None:
     for a, b in zip(agent.net.parameters(), plain_agent.net.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert monitor.calls > 10 and monitor.draws >= 2  # live draws and the final one
-    assert monitor._panel_names == ["losses", "epsilon"]
-    assert bytes(monitor.image.value).startswith(b"\x89PNG")
+    assert monitor.panels == ["losses", "epsilon"]
+    assert monitor.charts.value.count("<svg") == 3  # the learning curve and two panels
     assert "ran its whole step budget" in monitor.status.value
     assert f"held-out mean {history.held_out_mean:.1f}" in monitor.status.value
     assert repr(monitor) == "TrainingMonitor('DQN')"
 
     ppo_monitor = TrainingMonitor("PPO", min_interval=0.0, max_overhead=0.3)
     asyncio.run(ppo_monitor.run(ppo.train, "CartPole-v1", SMALL_PPO, seed=0))
-    assert ppo_monitor._panel_names == [
+    assert ppo_monitor.panels == [
         "policy_loss",
         "value_loss",
         "entropy",
         "approx_kl",
         "clip_fraction",
     ]
-    assert set(MONITOR_PANELS) >= set(ppo_monitor._panel_names)
+    assert set(MONITOR_PANELS) >= set(ppo_monitor.panels)
+    assert ppo_monitor.charts.value.count("<svg") == 6
 
 
 def test_monitor_stop_button_from_another_thread_ends_training() -> None:
@@ -364,12 +365,13 @@ def test_monitor_draws_at_a_bounded_rate() -> None:
         monitor.draw_time += 0.1
 
     monitor.redraw = fake_redraw  # type: ignore[method-assign]
+    guess = monitor._draw_cost  # the cost assumed before a redraw was measured
     history = dqn.DQNHistory()
     for _ in range(20_000):  # an update every 5 ms for 100 s
         monitor(0, history, None)
         clock.now += 0.005
     assert draws, "never drew"
-    assert draws[0] >= 0.25 / 0.05, "drew before the time allowed a first redraw"
+    assert draws[0] >= guess / 0.05, "drew before the time allowed a first redraw"
     assert all(b - a >= 0.5 for a, b in itertools.pairwise(draws))
     assert monitor.draw_time <= 0.05 * clock.now + 0.1
     assert monitor.draw_time >= 0.04 * clock.now, "draws far less often than allowed"
