@@ -378,3 +378,88 @@ def test_agent_stepper(lab: Lab, page: Page, tmp_path: Path) -> None:
     assert_widgets_rendered(page)
     assert_no_overflow(box)
     screenshots(page, box, "04_agent_stepper_episode1", tmp_path / "screenshots")
+
+
+_ADD_AND_RUN_CELL = """async (code) => {
+    const app = window.jupyterapp;
+    const notebook = app.shell.currentWidget.content;
+    notebook.activeCellIndex = notebook.widgets.length - 1;
+    await app.commands.execute('notebook:insert-cell-below');
+    notebook.activeCell.model.sharedModel.setSource(code);
+    app.commands.execute('notebook:run-cell');  // not awaited: the test watches it run
+}"""
+
+# a training long enough to be stopped by hand (it would take minutes to its budget)
+_MONITOR_CELL = """\
+browser_monitor = widgets.TrainingMonitor("browser test: DQN")
+display(browser_monitor)
+browser_agent, browser_history = await browser_monitor.run(
+    dqn.train, "CartPole-v1", dqn.DQNConfig(total_steps=1_000_000, early_stop=False), seed=3
+)
+print("stop reason:", browser_history.stop_reason)
+start_state = gym.make("CartPole-v1").reset(seed=0)[0]
+print("greedy action at a start state:", browser_agent.act(start_state))
+print("held-out mean computed:", browser_history.held_out_mean is not None)
+"""
+
+
+def _episodes_shown(status: Locator) -> int:
+    match = re.search(r"([\d,]+) training episodes", status.text_content())
+    return int(match.group(1).replace(",", "")) if match else -1
+
+
+def test_deep_agent_viewer_and_monitor(lab: Lab, page: Page, tmp_path: Path) -> None:
+    """Chapter 5: Step on the AgentViewer changes the frame and the Q-values shown; a
+    training under a TrainingMonitor redraws its curve live, and Stop ends it with an
+    agent that acts."""
+    run_notebook(page, lab, "05_dqn.ipynb", timeout_s=300)
+    assert_widgets_rendered(page)
+    shots = tmp_path / "screenshots"
+
+    viewer = widget_box(page, "Step", "Play", "Pause", "Reset", "Perturb")
+    status = viewer.locator(".widget-html", has_text="return so far")
+    decision = viewer.locator(".widget-html", has_text="Q(s, a)")
+    expect(decision).to_have_count(1)
+    viewer.scroll_into_view_if_needed()  # cells out of view are not rendered (no text)
+    step = int(re.search(r"step (\d+)", status.text_content()).group(1))
+    screenshots(page, viewer, "05_agent_viewer_before", shots)
+    frame = image_src(viewer)
+    for _ in range(5):  # one step of CartPole (0.02 s) may move the picture by under a pixel
+        q_text = decision.text_content()
+        button(viewer, "Step").click()
+        step += 1
+        expect(status).to_contain_text(f"step {step} ")
+        wait_for_kernel(page)
+        assert decision.text_content() != q_text, "the Q-values shown did not change"
+    assert image_src(viewer) != frame, "the frame did not change"
+    assert_no_overflow(viewer)
+    screenshots(page, viewer, "05_agent_viewer_stepped", shots)
+
+    page.evaluate(_ADD_AND_RUN_CELL, _MONITOR_CELL)
+    monitor = widget_box(page, "Stop")
+    monitor.scroll_into_view_if_needed()
+    monitor_status = monitor.locator(".widget-hbox .widget-html")  # beside the Stop button
+    charts = monitor.locator("svg")
+    expect(charts).to_have_count(3, timeout=60_000)  # the learning curve, loss, epsilon
+    first = _episodes_shown(monitor_status)
+    page.wait_for_function(
+        """([box, n]) => {
+            const m = box.textContent.match(/([\\d,]+) training episodes/);
+            return m && parseInt(m[1].replace(/,/g, '')) > n;
+        }""",
+        arg=[monitor.element_handle(), first],
+        timeout=60_000,
+    )
+    assert _episodes_shown(monitor_status) > first, "the dashboard was not redrawn"
+    screenshots(page, monitor, "05_training_monitor_live", shots)
+
+    button(monitor, "Stop").click()
+    expect(monitor_status).to_contain_text("stopped by you", timeout=120_000)
+    page.wait_for_function(_ALL_CELLS_RAN, timeout=120_000, polling=250)
+    output = page.locator(".jp-Cell").last.locator(".jp-OutputArea-output").all_text_contents()
+    text = "\n".join(output)
+    assert "stop reason: callback" in text, text
+    assert re.search(r"greedy action at a start state: [01]\b", text), text
+    assert "held-out mean computed: True" in text, text
+    assert not page.evaluate(_ERROR_OUTPUTS)
+    screenshots(page, monitor, "05_training_monitor_stopped", shots)
