@@ -65,6 +65,20 @@ def test_no_saved_widget_state(path: Path) -> None:
     )
 
 
+#: the most a stored notebook may take (its figures and episode animations included)
+MAX_NOTEBOOK_BYTES = 3_000_000
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_notebook_is_small(path: Path) -> None:
+    """Under 3 MB each, so that it opens fast on GitHub, nbviewer and Binder."""
+    size = path.stat().st_size
+    assert size < MAX_NOTEBOOK_BYTES, (
+        f"{path.name} takes {size / 1e6:.2f} MB, over {MAX_NOTEBOOK_BYTES / 1e6:g} MB: fewer or "
+        "smaller figures, or fewer frames in its episode animations (max_frames)"
+    )
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS[1:], ids=lambda p: p.stem)
 def test_chapter_has_every_part(path: Path) -> None:
     """Goals, math, exercises with checkers, a common-mistakes box and a summary."""
