@@ -10,6 +10,10 @@ mistakes of the course's "common mistakes" boxes).
 A function that still raises ``NotImplementedError`` (the student edition's stub)
 is reported as a ``NotImplementedError`` that keeps the stub's hint, so that the
 student sees the hint rather than a failed check.
+
+Every message is in the package's language (:mod:`rlcourse.i18n`): each sentence, each
+mistake and each case name goes through ``tr``, and a fragment is translated before it is
+put into a sentence.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rlcourse import dp, tabular
+from rlcourse.i18n import N_, PASSED, RECOGNISED, tr
 from rlcourse.mdp import TabularMDP
 
 _ATOL = 1e-6
@@ -38,7 +43,7 @@ def _random_mdp(seed: int, S: int = 6, A: int = 3, gamma: float = 0.9) -> Tabula
     P = torch.rand(S, A, S, generator=g, dtype=torch.float64) ** 3
     P = P / P.sum(-1, keepdim=True)
     R = torch.randn(S, A, generator=g, dtype=torch.float64)
-    return TabularMDP(P, R, gamma, name=f"random MDP (seed {seed})")
+    return TabularMDP(P, R, gamma, name=tr("random MDP (seed {seed})", seed=seed))
 
 
 def _random_policy(seed: int, S: int, A: int) -> Tensor:
@@ -53,7 +58,7 @@ def _two_state_mdp() -> TabularMDP:
     P[0, 0, 0] = P[1, 0, 1] = 1.0  # stay
     P[0, 1, 1] = P[1, 1, 0] = 1.0  # switch
     R = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
-    return TabularMDP(P, R, 0.5, name="two-state MDP")
+    return TabularMDP(P, R, 0.5, name=tr("two-state MDP"))
 
 
 def _cases(n_random: int = 4) -> list[TabularMDP]:
@@ -68,10 +73,12 @@ def _not_implemented(
     hint = str(err).strip()
     function = getattr(fn, "__name__", "")
     name = function if function.isidentifier() else name
-    return NotImplementedError(
-        f"{name} is not implemented yet -- replace the `raise NotImplementedError` line "
-        f"with your code.{' Hint: ' + hint if hint else ''}"
+    message = tr(
+        "{name} is not implemented yet -- replace the `raise NotImplementedError` line "
+        "with your code.",
+        name=name,
     )
+    return NotImplementedError(message + (tr(" Hint: {hint}", hint=hint) if hint else ""))
 
 
 def _invoke(
@@ -85,13 +92,17 @@ def _invoke(
     except NotImplementedError as err:
         raise _not_implemented(name, err, student or fn) from None
     except Exception as err:  # a student's bug: report it with the case that caused it
-        raise CheckError(f"{name} raised {type(err).__name__}: {err}") from err
+        raise CheckError(
+            tr("{name} raised {error}: {message}", name=name, error=type(err).__name__, message=err)
+        ) from err
 
 
 def _call(name: str, fn: Callable[..., Any], *args: Any) -> Tensor:
     out = _invoke(name, fn, *args)
     if not isinstance(out, Tensor):
-        raise CheckError(f"{name} must return a torch tensor, got {type(out).__name__}")
+        raise CheckError(
+            tr("{name} must return a torch tensor, got {type}", name=name, type=type(out).__name__)
+        )
     return out
 
 
@@ -101,13 +112,19 @@ def _compare(
     got: Tensor,
     expected: Tensor,
     mistakes: dict[str, Tensor],
-    what: str = "state",
+    what: str | None = None,
 ) -> None:
-    """Raise a CheckError naming the first wrong entry and any matching classic mistake."""
+    """Raise a CheckError naming the first wrong entry and any matching classic mistake
+    (``what``: the name of an entry's index, translated; default "state")."""
     if tuple(got.shape) != tuple(expected.shape):
         raise CheckError(
-            f"{name} on the {case}: expected a result of shape {list(expected.shape)}, got "
-            f"{list(got.shape)}"
+            tr(
+                "{name} on the {case}: expected a result of shape {expected}, got {got}",
+                name=name,
+                case=case,
+                expected=list(expected.shape),
+                got=list(got.shape),
+            )
         )
     got, expected = got.detach().to(torch.float64), expected.detach().to(torch.float64)
     mistakes = {k: v.detach().to(torch.float64) for k, v in mistakes.items()}
@@ -115,21 +132,31 @@ def _compare(
         return
     bad = torch.nonzero((got - expected).abs() > _ATOL)[0].tolist()
     where = ", ".join(str(i) for i in bad)
-    message = (
-        f"{name} on the {case}: wrong at {what} {where}: expected "
-        f"{expected[tuple(bad)].item():.4f}, got {got[tuple(bad)].item():.4f}."
+    message = tr(
+        "{name} on the {case}: wrong at {what} {where}: expected {expected:.4f}, got {got:.4f}.",
+        name=name,
+        case=case,
+        what=tr("state") if what is None else what,
+        where=where,
+        expected=expected[tuple(bad)].item(),
+        got=got[tuple(bad)].item(),
     )
     for mistake, wrong in mistakes.items():
         if tuple(wrong.shape) == tuple(got.shape) and torch.allclose(
             got, wrong, atol=_ATOL, rtol=0
         ):
-            message += f" It looks like you {mistake}."
+            message += _looks_like(mistake)
             break
     raise CheckError(message)
 
 
+def _looks_like(mistake: str) -> str:
+    """The sentence that names a classic mistake (``mistake`` translated already)."""
+    return tr(" It looks like you {mistake}.", mistake=mistake)
+
+
 def _passed(name: str, n: int) -> None:
-    print(f"{name}: all {n} checks passed ✓")
+    print(tr(PASSED, name=name, n=n))
 
 
 # ------------------------------------------------------ chapter 1 exercises
@@ -144,9 +171,17 @@ def _scalar(name: str, out: Any) -> float:
     try:
         t = torch.as_tensor(out.detach() if isinstance(out, Tensor) else out, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
-        raise CheckError(f"{name} must return a number, got {type(out).__name__}") from None
+        raise CheckError(
+            tr("{name} must return a number, got {type}", name=name, type=type(out).__name__)
+        ) from None
     if t.numel() != 1:
-        raise CheckError(f"{name} must return one number, got a result of shape {list(t.shape)}")
+        raise CheckError(
+            tr(
+                "{name} must return one number, got a result of shape {shape}",
+                name=name,
+                shape=list(t.shape),
+            )
+        )
     return float(t.reshape(()))
 
 
@@ -194,35 +229,43 @@ def check_expected_return(fn: Callable[..., Any]) -> None:
         r_state = (pi * mdp.R.mean(1, keepdim=True)).sum(1)
         g = mdp.gamma
         mistakes = {
-            "multiplied the distribution from the wrong side (P_pi @ d): the next distribution "
-            "is d_{t+1}(s') = sum_s d_t(s) P_pi[s, s'], that is d @ P_pi": _expected_return(
-                P_pi, r_pi, g, start, horizon, transposed=True
-            ),
-            "discounted the first reward: R_{t+1} is weighted by gamma^t, so R_1 (t = 0) is not "
-            "discounted": _expected_return(P_pi, r_pi, g, start, horizon, first_discounted=True),
-            "summed one reward too many: a horizon H counts the rewards R_1, ..., R_H": (
+            tr(
+                "multiplied the distribution from the wrong side (P_pi @ d): the next distribution "
+                "is d_{t+1}(s') = sum_s d_t(s) P_pi[s, s'], that is d @ P_pi"
+            ): _expected_return(P_pi, r_pi, g, start, horizon, transposed=True),
+            tr(
+                "discounted the first reward: R_{t+1} is weighted by gamma^t, so R_1 (t = 0) is "
+                "not discounted"
+            ): _expected_return(P_pi, r_pi, g, start, horizon, first_discounted=True),
+            tr("summed one reward too many: a horizon H counts the rewards R_1, ..., R_H"): (
                 _expected_return(P_pi, r_pi, g, start, horizon + 1)
             ),
-            "summed one reward too few: a horizon H counts the rewards R_1, ..., R_H": (
+            tr("summed one reward too few: a horizon H counts the rewards R_1, ..., R_H"): (
                 _expected_return(P_pi, r_pi, g, start, max(horizon - 1, 0))
             ),
-            "forgot the discount gamma": _expected_return(P_pi, r_pi, 1.0, start, horizon),
-            "paid the reward after moving: R_{t+1} = r(S_t, A_t) belongs to the state the agent "
-            "acts in, so weight r_pi by d_t before moving the distribution on": _expected_return(
-                P_pi, r_pi, g, start, horizon, on_arrival=True
-            ),
-            "weighted the actions uniformly instead of by pi(a|s)": _expected_return(
+            tr("forgot the discount gamma"): _expected_return(P_pi, r_pi, 1.0, start, horizon),
+            tr(
+                "paid the reward after moving: R_{t+1} = r(S_t, A_t) belongs to the state the "
+                "agent acts in, so weight r_pi by d_t before moving the distribution on"
+            ): _expected_return(P_pi, r_pi, g, start, horizon, on_arrival=True),
+            tr("weighted the actions uniformly instead of by pi(a|s)"): _expected_return(
                 P_u, r_u, g, start, horizon
             ),
-            _STATE_REWARD: _expected_return(P_pi, r_state, g, start, horizon),
+            tr(_STATE_REWARD): _expected_return(P_pi, r_state, g, start, horizon),
         }
         expected = _expected_return(P_pi, r_pi, g, start, horizon)
-        case = f"{mdp.name}, horizon {horizon}, gamma {g}"
+        case = tr("{mdp}, horizon {horizon}, gamma {gamma}", mdp=mdp.name, horizon=horizon, gamma=g)
         if abs(got - expected) > _ATOL:
-            message = f"{name} on the {case}: expected {expected:.6f}, got {got:.6f}."
+            message = tr(
+                "{name} on the {case}: expected {expected:.6f}, got {got:.6f}.",
+                name=name,
+                case=case,
+                expected=expected,
+                got=got,
+            )
             for mistake, wrong in mistakes.items():
                 if abs(got - wrong) <= _ATOL:
-                    message += f" It looks like you {mistake}."
+                    message += _looks_like(mistake)
                     break
             raise CheckError(message)
         n += 1
@@ -254,22 +297,28 @@ def check_exact_q_pi(fn: Callable[..., Tensor]) -> None:
         at_current = torch.einsum("sat,sb->satb", mdp.P, pi).reshape(S * A, S * A)
         v_star = dp.value_iteration(mdp, theta=1e-13).V
         mistakes = {
-            "took the max over the next actions: that is the optimality equation, whose "
-            "solution is q_*, not the expectation equation of the policy": dp.q_from_v(mdp, v_star),
-            "weighted the next actions uniformly instead of by pi(a'|s')": dp.q_from_v(
+            tr(
+                "took the max over the next actions: that is the optimality equation, whose "
+                "solution is q_*, not the expectation equation of the policy"
+            ): dp.q_from_v(mdp, v_star),
+            tr("weighted the next actions uniformly instead of by pi(a'|s')"): dp.q_from_v(
                 mdp, dp.exact_policy_evaluation(mdp, mdp.uniform_policy())
             ),
-            "weighted the next action by pi(a'|s) of the current state; it is pi(a'|s') of the "
-            "next state s'": _solve_q(mdp, at_current, mdp.R),
-            "used the transpose of the state-action transition matrix (rows are the pair "
-            "(s, a) you are in, columns the next pair (s', a'))": _solve_q(mdp, M.T, mdp.R),
-            "returned r(s, a), the one-step reward, instead of q_pi": mdp.R,
-            "returned v_pi(s) for every action: q_pi(s, a) fixes the first action a": (
+            tr(
+                "weighted the next action by pi(a'|s) of the current state; it is pi(a'|s') of the "
+                "next state s'"
+            ): _solve_q(mdp, at_current, mdp.R),
+            tr(
+                "used the transpose of the state-action transition matrix (rows are the pair "
+                "(s, a) you are in, columns the next pair (s', a'))"
+            ): _solve_q(mdp, M.T, mdp.R),
+            tr("returned r(s, a), the one-step reward, instead of q_pi"): mdp.R,
+            tr("returned v_pi(s) for every action: q_pi(s, a) fixes the first action a"): (
                 v_pi[:, None].expand(S, A)
             ),
-            _STATE_REWARD: _solve_q(mdp, M, mdp.R.mean(1, keepdim=True).expand(S, A)),
+            tr(_STATE_REWARD): _solve_q(mdp, M, mdp.R.mean(1, keepdim=True).expand(S, A)),
         }
-        _compare(name, mdp.name, got, expected, mistakes, what="(state, action)")
+        _compare(name, mdp.name, got, expected, mistakes, what=tr("(state, action)"))
         n += 1
     _passed(name, n)
 
@@ -299,7 +348,9 @@ def _chain_mdp(gamma: float = 0.9, length: int = 12) -> TabularMDP:
     P[T, :, T] = 1.0
     terminal = torch.zeros(S, dtype=torch.bool)
     terminal[T] = True
-    return TabularMDP(P, R, gamma, terminal, name=f"delayed-reward chain (gamma {gamma})")
+    return TabularMDP(
+        P, R, gamma, terminal, name=tr("delayed-reward chain (gamma {gamma})", gamma=gamma)
+    )
 
 
 def _sweeps(mdp: TabularMDP, backup: Callable[[Tensor], Tensor], k: int | None) -> Tensor:
@@ -316,19 +367,31 @@ def _sweeps(mdp: TabularMDP, backup: Callable[[Tensor], Tensor], k: int | None) 
 def _one_hot_policy(name: str, case: str, policy: Any, mdp: TabularMDP) -> Tensor:
     """The student's deterministic policy ``[S, A]`` as float64, or a CheckError saying why not."""
     if not isinstance(policy, Tensor):
-        raise CheckError(f"{name} must return the policy as a torch tensor [S, A]")
+        raise CheckError(tr("{name} must return the policy as a torch tensor [S, A]", name=name))
     if tuple(policy.shape) != (mdp.n_states, mdp.n_actions):
         raise CheckError(
-            f"{name} on the {case}: the policy must have shape [S, A] = "
-            f"[{mdp.n_states}, {mdp.n_actions}], got {list(policy.shape)}"
+            tr(
+                "{name} on the {case}: the policy must have shape [S, A] = [{S}, {A}], got {got}",
+                name=name,
+                case=case,
+                S=mdp.n_states,
+                A=mdp.n_actions,
+                got=list(policy.shape),
+            )
         )
     pi = policy.detach().to(torch.float64)
     one_hot = ((pi == 0) | (pi == 1)).all(1) & (pi.sum(1) == 1)
     if not one_hot.all():
         s = int(torch.nonzero(~one_hot)[0])
         raise CheckError(
-            f"{name} on the {case}: row {s} of the policy is {pi[s].tolist()}; return a "
-            "deterministic policy, one-hot rows (a 1 on the chosen action)"
+            tr(
+                "{name} on the {case}: row {s} of the policy is {row}; return a deterministic "
+                "policy, one-hot rows (a 1 on the chosen action)",
+                name=name,
+                case=case,
+                s=s,
+                row=pi[s].tolist(),
+            )
         )
     return pi
 
@@ -344,18 +407,29 @@ def _check_optimal_policy(
         return None
     s = int(torch.nonzero(wrong)[0])
     a = int(pi[s].argmax())
-    message = (
-        f"{name} on the {case}: in state {s} your policy takes action {a}, with q*(s, a) = "
-        f"{q_star[s, a].item():.4f}, but action {int(q_star[s].argmax())} has "
-        f"{q_star[s].max().item():.4f}."
+    message = tr(
+        "{name} on the {case}: in state {s} your policy takes action {a}, with q*(s, a) = "
+        "{q:.4f}, but action {best} has {best_q:.4f}.",
+        name=name,
+        case=case,
+        s=s,
+        a=a,
+        q=q_star[s, a].item(),
+        best=int(q_star[s].argmax()),
+        best_q=q_star[s].max().item(),
     )
-    on_reward = mdp.R >= mdp.R.amax(1, keepdim=True) - 1e-12
-    if not ((pi > 0) & ~on_reward).any():
-        message += (
+    if _greedy_on_reward(mdp, pi):
+        message += tr(
             " It looks like you maximised the immediate reward r(s, a) only: the greedy "
             "action maximises r(s, a) + gamma sum_s' p(s'|s, a) v(s'), which counts what follows."
         )
     return message
+
+
+def _greedy_on_reward(mdp: TabularMDP, pi: Tensor) -> bool:
+    """Whether every action ``pi`` takes maximises the immediate reward ``r(s, a)``."""
+    on_reward = mdp.R >= mdp.R.amax(1, keepdim=True) - 1e-12
+    return not bool(((pi > 0) & ~on_reward).any())
 
 
 def _value_iteration_mistakes(mdp: TabularMDP) -> dict[str, Tensor]:
@@ -374,21 +448,26 @@ def _value_iteration_mistakes(mdp: TabularMDP) -> dict[str, Tensor]:
         return (mdp.R.mean(1, keepdim=True) + mdp.gamma * mdp.expected_next_values(V)).amax(1)
 
     mistakes = {
-        f"stopped after {k} sweep{'s' if k > 1 else ''}: keep sweeping until the largest "
-        "change max_s |V_new(s) - V(s)| of a sweep is below theta": _sweeps(mdp, optimal, k)
+        tr(
+            "stopped after {sweeps}: keep sweeping until the largest change "
+            "max_s |V_new(s) - V(s)| of a sweep is below theta",
+            sweeps=tr("{k} sweeps", k=k) if k > 1 else tr("{k} sweep", k=k),
+        ): _sweeps(mdp, optimal, k)
         for k in (1, 2, 3)
     }
-    average = "averaged over the actions (that evaluates the random policy) instead of max"
+    average = tr("averaged over the actions (that evaluates the random policy) instead of max")
     mistakes[average] = dp.exact_policy_evaluation(mdp, mdp.uniform_policy())
     if mdp.gamma < 1:  # these fixed points exist for gamma < 1 only
-        mistakes["took the max over next states instead of the expectation under P"] = _sweeps(
+        mistakes[tr("took the max over next states instead of the expectation under P")] = _sweeps(
             mdp, max_next_state, None
         )
         mistakes[
-            "ignored the action in the transitions (averaged P over actions): the next "
-            "state depends on the action, use p(s'|s, a) of each action"
+            tr(
+                "ignored the action in the transitions (averaged P over actions): the next "
+                "state depends on the action, use p(s'|s, a) of each action"
+            )
         ] = _sweeps(mdp, action_blind, None)
-        mistakes[_STATE_REWARD] = _sweeps(mdp, state_reward, None)
+        mistakes[tr(_STATE_REWARD)] = _sweeps(mdp, state_reward, None)
     return mistakes
 
 
@@ -400,10 +479,10 @@ def check_value_iteration(fn: Callable[..., Any]) -> None:
     for mdp in [*_cases(), _chain_mdp(0.9), _chain_mdp(1.0)]:
         out = _invoke(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, theta)
         if not (isinstance(out, tuple | list) and len(out) == 2):
-            raise CheckError(f"{name} must return a pair (V, policy)")
+            raise CheckError(tr("{name} must return a pair (V, policy)", name=name))
         V, policy = out
         if not isinstance(V, Tensor):
-            raise CheckError(f"{name} must return V as a torch tensor [S]")
+            raise CheckError(tr("{name} must return V as a torch tensor [S]", name=name))
         v_star = dp.value_iteration(mdp, theta=1e-13).V
         right = V.shape == v_star.shape and torch.allclose(V.detach().double(), v_star, atol=_ATOL)
         _compare(name, mdp.name, V, v_star, {} if right else _value_iteration_mistakes(mdp))
@@ -426,26 +505,27 @@ def check_q_policy_iteration(fn: Callable[..., Any]) -> None:
     cash_in[:, 0] = 1.0
     optimal_late = torch.zeros(S, 2, dtype=torch.float64)
     optimal_late[:, 1] = 1.0  # walks where walking is best, action 1 wherever actions tie
-    cases = [(chain, cash_in, "from 'cash in everywhere'"), (chain, optimal_late, "ties")]
+    labels = {"cash in": tr("from 'cash in everywhere'"), "ties": tr("ties")}
+    cases = [(chain, cash_in, "cash in"), (chain, optimal_late, "ties")]
     for seed in range(4):
         mdp = _random_mdp(seed)
         g = torch.Generator().manual_seed(seed + 3000)
         actions = torch.randint(0, mdp.n_actions, (mdp.n_states,), generator=g)
         cases.append((mdp, torch.nn.functional.one_hot(actions, mdp.n_actions).double(), ""))
     for mdp, start, label in cases:
-        case = f"{mdp.name}{', ' + label if label else ''}"
+        case = tr("{mdp}, {label}", mdp=mdp.name, label=labels[label]) if label else mdp.name
         out = _invoke(name, fn, mdp.P.clone(), mdp.R.clone(), mdp.gamma, start.clone())
         if not (isinstance(out, tuple | list) and len(out) == 2):
-            raise CheckError(f"{name} must return a pair (Q, policy)")
+            raise CheckError(tr("{name} must return a pair (Q, policy)", name=name))
         Q, policy = out
         if not isinstance(Q, Tensor):
-            raise CheckError(f"{name} must return Q as a torch tensor [S, A]")
+            raise CheckError(tr("{name} must return Q as a torch tensor [S, A]", name=name))
         pi = _one_hot_policy(name, case, policy, mdp)
         q_star = dp.q_from_v(mdp, dp.value_iteration(mdp, theta=1e-13).V)
         message = _check_optimal_policy(name, case, mdp, pi, q_star)
         if message:
-            if "immediate reward" not in message:
-                message += (
+            if not _greedy_on_reward(mdp, pi):
+                message += tr(
                     " Policy iteration may stop only when the policy is greedy in its own "
                     "q_pi: evaluate each policy to convergence (an exact solve, or sweeps "
                     "until the change is below a small theta). With values that are not yet "
@@ -455,20 +535,28 @@ def check_q_policy_iteration(fn: Callable[..., Any]) -> None:
         if label == "ties" and not torch.equal(pi, start):
             s = int(torch.nonzero((pi != start).any(1))[0])
             raise CheckError(
-                f"{name} on the {case}: you started from an optimal policy and changed "
-                f"state {s}'s action {int(start[s].argmax())} to {int(pi[s].argmax())}, though "
-                f"both have q = {q_star[s].max().item():.4f}. Keep the current action wherever "
-                "it ties with the best; a rule that may pick another of the tied actions can "
-                "switch between equally good policies for ever and never see a stable policy "
-                "(Sutton & Barto, Exercise 4.4)."
+                tr(
+                    "{name} on the {case}: you started from an optimal policy and changed "
+                    "state {s}'s action {before} to {after}, though both have q = {q:.4f}. Keep "
+                    "the current action wherever it ties with the best; a rule that may pick "
+                    "another of the tied actions can switch between equally good policies for "
+                    "ever and never see a stable policy (Sutton & Barto, Exercise 4.4).",
+                    name=name,
+                    case=case,
+                    s=s,
+                    before=int(start[s].argmax()),
+                    after=int(pi[s].argmax()),
+                    q=q_star[s].max().item(),
+                )
             )
         q_start = _solve_q(mdp, _state_action_matrix(mdp, start), mdp.R)
         mistakes = {
-            "returned the immediate rewards R instead of q": mdp.R,
-            "returned the action values of the policy you started from, not of the final "
-            "policy": q_start,
+            tr("returned the immediate rewards R instead of q"): mdp.R,
+            tr(
+                "returned the action values of the policy you started from, not of the final policy"
+            ): q_start,
         }
-        _compare(name, case, Q, q_star, mistakes, what="(state, action)")
+        _compare(name, case, Q, q_star, mistakes, what=tr("(state, action)"))
         n += 1
     _passed(name, n)
 
@@ -490,18 +578,29 @@ def _first_difference(
     """Raise a CheckError naming the first wrong entry and a matching classic mistake."""
     if got.shape != expected.shape:
         raise CheckError(
-            f"{name} ({case}): expected shape {list(expected.shape)}, got {list(got.shape)}"
+            tr(
+                "{name} ({case}): expected shape {expected}, got {got}",
+                name=name,
+                case=case,
+                expected=list(expected.shape),
+                got=list(got.shape),
+            )
         )
     if np.allclose(got, expected, atol=_ATOL, rtol=0):
         return
     bad = tuple(int(i) for i in np.argwhere(np.abs(got - expected) > _ATOL)[0])
-    message = (
-        f"{name} ({case}): wrong at {what} {bad if len(bad) > 1 else bad[0]}: "
-        f"expected {expected[bad]:.4f}, got {got[bad]:.4f}."
+    message = tr(
+        "{name} ({case}): wrong at {what} {where}: expected {expected:.4f}, got {got:.4f}.",
+        name=name,
+        case=case,
+        what=what,
+        where=bad if len(bad) > 1 else bad[0],
+        expected=expected[bad],
+        got=got[bad],
     )
     for mistake, wrong in mistakes.items():
         if wrong.shape == got.shape and np.allclose(got, wrong, atol=_ATOL, rtol=0):
-            message += f" It looks like you {mistake}."
+            message += _looks_like(mistake)
             break
     raise CheckError(message)
 
@@ -576,21 +675,35 @@ def check_first_visit_mc(fn: Callable[..., Any]) -> None:
         counts0 = rng.integers(0, 4, size=6)
         sequences.append((V0, counts0, _mc_episodes(seed, 6, 4), gamma))
     mistakes = {
-        "every": "updated V(s) at every visit of s: first-visit MC uses only the return that "
-        "follows the first visit in each episode",
-        "last": "used the return of the last visit to s in the episode instead of the first "
-        "(a dict of returns filled forwards keeps the last one)",
-        "whole": "gave every state the whole episode's return G_0 instead of the return from "
-        "its first visit on",
-        "undiscounted": "did not discount the rewards (G_t = R_{t+1} + gamma G_{t+1})",
-        "skips": "left out R_{t+1} from G_t: rewards[t] holds R_{t+1}, the reward that follows "
-        "S_t, so the return from S_t starts with rewards[t]",
-        "reset": "did not keep the counts: N(s) must count every return of s so far, over all "
-        "episodes (update counts in place), so that V(s) is their average",
-        "plus-one": "stepped by 1 / (N + 1): count the new return first, then move V(s) by "
-        "1 / N(s) towards it",
-        "terminal": "updated S_T too, the state where the episode ended: it has no return to "
-        "learn (states[T] is there only to say where the episode ended)",
+        "every": tr(
+            "updated V(s) at every visit of s: first-visit MC uses only the return that "
+            "follows the first visit in each episode"
+        ),
+        "last": tr(
+            "used the return of the last visit to s in the episode instead of the first "
+            "(a dict of returns filled forwards keeps the last one)"
+        ),
+        "whole": tr(
+            "gave every state the whole episode's return G_0 instead of the return from "
+            "its first visit on"
+        ),
+        "undiscounted": tr("did not discount the rewards (G_t = R_{t+1} + gamma G_{t+1})"),
+        "skips": tr(
+            "left out R_{t+1} from G_t: rewards[t] holds R_{t+1}, the reward that follows "
+            "S_t, so the return from S_t starts with rewards[t]"
+        ),
+        "reset": tr(
+            "did not keep the counts: N(s) must count every return of s so far, over all "
+            "episodes (update counts in place), so that V(s) is their average"
+        ),
+        "plus-one": tr(
+            "stepped by 1 / (N + 1): count the new return first, then move V(s) by "
+            "1 / N(s) towards it"
+        ),
+        "terminal": tr(
+            "updated S_T too, the state where the episode ended: it has no return to "
+            "learn (states[T] is there only to say where the episode ended)"
+        ),
     }
     for k, (V0, counts0, episodes, gamma) in enumerate(sequences):
         V, counts = V0.astype(np.float64), counts0.astype(np.int64)
@@ -600,19 +713,34 @@ def check_first_visit_mc(fn: Callable[..., Any]) -> None:
             ref = _first_visit_mc(*ref, states, rewards, gamma)
             wrong = {m: _first_visit_mc(*wrong[m], states, rewards, gamma, m) for m in mistakes}
             got = _call_np(name, fn, V, counts, list(states), list(rewards), gamma)
-            case = (
-                f"sequence {k + 1}, episode {e + 1}: states {states}, rewards {rewards}, "
-                f"gamma {gamma}"
+            case = tr(
+                "sequence {k}, episode {e}: states {states}, rewards {rewards}, gamma {gamma}",
+                k=k + 1,
+                e=e + 1,
+                states=states,
+                rewards=rewards,
+                gamma=gamma,
             )
             _first_difference(
-                name, case, got, ref[0], {mistakes[m]: wrong[m][0] for m in mistakes}, "state"
+                name,
+                case,
+                got,
+                ref[0],
+                {mistakes[m]: wrong[m][0] for m in mistakes},
+                tr("state"),
             )
             if not np.array_equal(counts, ref[1]):
                 like = [mistakes[m] for m in mistakes if np.array_equal(counts, wrong[m][1])]
                 raise CheckError(
-                    f"{name} ({case}): counts after the episode should be {ref[1].tolist()}, "
-                    f"got {counts.tolist()}: add 1 to counts[s] for the first visit of each "
-                    "state s, in place." + (f" It looks like you {like[0]}." if like else "")
+                    tr(
+                        "{name} ({case}): counts after the episode should be {expected}, got "
+                        "{got}: add 1 to counts[s] for the first visit of each state s, in place.",
+                        name=name,
+                        case=case,
+                        expected=ref[1].tolist(),
+                        got=counts.tolist(),
+                    )
+                    + (_looks_like(like[0]) if like else "")
                 )
             V = got
             n += 1
@@ -671,19 +799,31 @@ def check_n_step_td_episode(fn: Callable[..., Any]) -> None:
         rewards = [round(float(x), 2) for x in rng.normal(size=T)]
         cases.append((V, [*states, 5], rewards, n, alpha, gamma))  # state 5 is terminal
     mistakes = {
-        "tail": "left out the last updates of the episode: the states whose n steps run past "
-        "the end still need their update, with the return up to the end (the book's loop goes "
-        "on after termination until tau = T - 1)",
-        "terminal": "bootstrapped from V(S_T) of the terminal state: where the n steps reach the "
-        "end of the episode the return has no bootstrap term (v(terminal) = 0)",
-        "offline": "computed the targets from the values from before the episode: V(S_tau) is "
-        "updated at step tau + n - 1, and later targets bootstrap from the values updated by then",
-        "n-1": "discounted the bootstrap by gamma^(n-1): V(S_{tau+n}) comes n steps later, so "
-        "its weight is gamma^n",
-        "skips": "summed the wrong rewards: rewards[t] holds R_{t+1}, so the n-step return of "
-        "S_tau is rewards[tau] + gamma rewards[tau + 1] + ... + gamma^(n-1) rewards[tau + n - 1]",
-        "first": "discounted the first reward R_{tau+1}: it comes with weight gamma^0 = 1",
-        "alpha": "used the learning rate alpha as the discount in the n-step return",
+        "tail": tr(
+            "left out the last updates of the episode: the states whose n steps run past "
+            "the end still need their update, with the return up to the end (the book's loop goes "
+            "on after termination until tau = T - 1)"
+        ),
+        "terminal": tr(
+            "bootstrapped from V(S_T) of the terminal state: where the n steps reach the "
+            "end of the episode the return has no bootstrap term (v(terminal) = 0)"
+        ),
+        "offline": tr(
+            "computed the targets from the values from before the episode: V(S_tau) is "
+            "updated at step tau + n - 1, and later targets bootstrap from the values updated "
+            "by then"
+        ),
+        "n-1": tr(
+            "discounted the bootstrap by gamma^(n-1): V(S_{tau+n}) comes n steps later, so "
+            "its weight is gamma^n"
+        ),
+        "skips": tr(
+            "summed the wrong rewards: rewards[t] holds R_{t+1}, so the n-step return of "
+            "S_tau is rewards[tau] + gamma rewards[tau + 1] + ... + gamma^(n-1) "
+            "rewards[tau + n - 1]"
+        ),
+        "first": tr("discounted the first reward R_{tau+1}: it comes with weight gamma^0 = 1"),
+        "alpha": tr("used the learning rate alpha as the discount in the n-step return"),
     }
     for k, (V, states, rewards, n, alpha, gamma) in enumerate(cases):
         got = _call_np(name, fn, V.copy(), list(states), list(rewards), n, alpha, gamma)
@@ -691,10 +831,16 @@ def check_n_step_td_episode(fn: Callable[..., Any]) -> None:
         wrong = {
             text: _n_step_td(V, states, rewards, n, alpha, gamma, m) for m, text in mistakes.items()
         }
-        case = (
-            f"case {k + 1}: states {states}, rewards {rewards}, n {n}, alpha {alpha}, gamma {gamma}"
+        case = tr(
+            "case {k}: states {states}, rewards {rewards}, n {n}, alpha {alpha}, gamma {gamma}",
+            k=k + 1,
+            states=states,
+            rewards=rewards,
+            n=n,
+            alpha=alpha,
+            gamma=gamma,
         )
-        _first_difference(name, case, got, expected, wrong, "state")
+        _first_difference(name, case, got, expected, wrong, tr("state"))
         n_checks += 1
     _passed(name, n_checks)
 
@@ -725,7 +871,9 @@ def _td_cases() -> list[dict[str, Any]]:
                 "terminated": terminated,
                 "alpha": alpha,
                 "gamma": gamma,
-                "label": f"case {k + 1}{' (terminated)' if terminated else ''}",
+                "label": (
+                    tr("case {k} (terminated)", k=k + 1) if terminated else tr("case {k}", k=k + 1)
+                ),
             }
         )
     return cases
@@ -769,36 +917,47 @@ def check_expected_sarsa_update(fn: Callable[..., Any]) -> None:
         pi = tabular.epsilon_greedy_probs(q2[None], np.array([eps]))[0]
         # the policies that classic mistakes average Q(S', .) over
         wrong_policies = {
-            "bootstrapped from max_a Q(S', a): that is Q-learning; Expected SARSA averages "
-            "Q(S', a) over the epsilon-greedy policy": np.eye(A)[q2.argmax()],
-            "gave the greedy probability 1 - epsilon to each of the tied best actions: split "
-            "it among them, so that the probabilities sum to 1": eps / A
-            + (1 - eps) * (q2 == q2.max()),
-            "averaged Q(S', a) uniformly over the actions (epsilon ignored)": np.full(A, 1 / A),
-            "weighted the actions with epsilon and 1 - epsilon swapped: pi(a|S') = epsilon / A "
-            "+ (1 - epsilon) for a greedy action": (1 - eps) / A + eps * greedy,
-            "gave the greedy action 1 - epsilon only: it also gets epsilon / A from exploring, "
-            "so that the probabilities sum to 1": np.where(greedy > 0, (1 - eps) * greedy, eps / A),
+            tr(
+                "bootstrapped from max_a Q(S', a): that is Q-learning; Expected SARSA averages "
+                "Q(S', a) over the epsilon-greedy policy"
+            ): np.eye(A)[q2.argmax()],
+            tr(
+                "gave the greedy probability 1 - epsilon to each of the tied best actions: split "
+                "it among them, so that the probabilities sum to 1"
+            ): eps / A + (1 - eps) * (q2 == q2.max()),
+            tr("averaged Q(S', a) uniformly over the actions (epsilon ignored)"): np.full(A, 1 / A),
+            tr(
+                "weighted the actions with epsilon and 1 - epsilon swapped: pi(a|S') = epsilon / A "
+                "+ (1 - epsilon) for a greedy action"
+            ): (1 - eps) / A + eps * greedy,
+            tr(
+                "gave the greedy action 1 - epsilon only: it also gets epsilon / A from exploring, "
+                "so that the probabilities sum to 1"
+            ): np.where(greedy > 0, (1 - eps) * greedy, eps / A),
         }
         boot = 0.0 if term else float(pi @ q2)
         mistakes = {
-            "bootstrapped from Q(S', .) after the episode terminated (no terminal masking)": (
+            tr("bootstrapped from Q(S', .) after the episode terminated (no terminal masking)"): (
                 _moved(Q, (s, a), alpha, r + gamma * float(pi @ q2))
             ),
-            "used the learning rate alpha as the discount in the TD target": _moved(
+            tr("used the learning rate alpha as the discount in the TD target"): _moved(
                 Q, (s, a), alpha, r + alpha * boot
             ),
         }
         for mistake, wrong in wrong_policies.items():
             mistakes[mistake] = _moved(Q, (s, a), alpha, r + gamma * (0 if term else wrong @ q2))
         if int(Q[s].argmax()) != a:
-            mistakes["updated the greedy action's value instead of the action actually taken"] = (
-                _moved(Q, (s, int(Q[s].argmax())), alpha, r + gamma * boot)
-            )
+            mistakes[
+                tr("updated the greedy action's value instead of the action actually taken")
+            ] = _moved(Q, (s, int(Q[s].argmax())), alpha, r + gamma * boot)
         expected = _moved(Q, (s, a), alpha, r + gamma * boot)
-        ties = ", tied best actions in S'" if (q2 == q2.max()).sum() > 1 else ""
-        case = f"{c['label']}, epsilon {eps}{ties}"
-        _first_difference(name, case, got, expected, mistakes, "(state, action)")
+        if (q2 == q2.max()).sum() > 1:
+            case = tr(
+                "{case}, epsilon {epsilon}, tied best actions in S'", case=c["label"], epsilon=eps
+            )
+        else:
+            case = tr("{case}, epsilon {epsilon}", case=c["label"], epsilon=eps)
+        _first_difference(name, case, got, expected, mistakes, tr("(state, action)"))
         n += 1
     _passed(name, n)
 
@@ -823,7 +982,13 @@ def check_double_q_update(fn: Callable[..., Any]) -> None:
         first = k % 2 == 0  # the coin: True updates Q1
         out = _invoke(name, fn, Q1.copy(), Q2.copy(), s, a, r, s2, term, alpha, gamma, first)
         if not isinstance(out, tuple | list) or len(out) != 2:
-            raise CheckError(f"{name} must return the two tables (Q1, Q2), got {type(out)}")
+            raise CheckError(
+                tr(
+                    "{name} must return the two tables (Q1, Q2), got {type}",
+                    name=name,
+                    type=type(out),
+                )
+            )
         got = np.stack([np.asarray(t, dtype=np.float64) for t in out])
         i = 0 if first else 1  # the table this case updates, and the other one
         update, other = (Q1, Q2) if first else (Q2, Q1)
@@ -831,36 +996,46 @@ def check_double_q_update(fn: Callable[..., Any]) -> None:
         target = r + live * gamma * other[s2, update[s2].argmax()]  # Q_other(S', argmax Q_i)
         other_target = r + live * gamma * update[s2, other[s2].argmax()]  # roles swapped
         wrong_targets = {
-            "bootstrapped after the episode terminated (no terminal masking)": r
+            tr("bootstrapped after the episode terminated (no terminal masking)"): r
             + gamma * other[s2, update[s2].argmax()],
-            "used the learning rate alpha as the discount in the TD target": r
+            tr("used the learning rate alpha as the discount in the TD target"): r
             + live * alpha * other[s2, update[s2].argmax()],
-            "bootstrapped from the max of the table being updated: that is Q-learning, with "
-            "its maximisation bias; select A* = argmax_a with the table you update and "
-            "evaluate it with the other one": r + live * gamma * update[s2].max(),
-            "bootstrapped from the max of the other table: its own maximum is just as biased; "
-            "evaluate the other table at A*, the action the updated table selects": r
-            + live * gamma * other[s2].max(),
-            "selected A* with the other table and evaluated it with the table being updated "
-            "(the roles swapped): select with the table you update, evaluate with the "
-            "other": other_target,
-            "bootstrapped from the sum Q1 + Q2: the sum is what the agent acts on, the target "
-            "selects with one table and evaluates with the other": r
-            + live * gamma * (Q1[s2] + Q2[s2]).max(),
+            tr(
+                "bootstrapped from the max of the table being updated: that is Q-learning, with "
+                "its maximisation bias; select A* = argmax_a with the table you update and "
+                "evaluate it with the other one"
+            ): r + live * gamma * update[s2].max(),
+            tr(
+                "bootstrapped from the max of the other table: its own maximum is just as biased; "
+                "evaluate the other table at A*, the action the updated table selects"
+            ): r + live * gamma * other[s2].max(),
+            tr(
+                "selected A* with the other table and evaluated it with the table being updated "
+                "(the roles swapped): select with the table you update, evaluate with the "
+                "other"
+            ): other_target,
+            tr(
+                "bootstrapped from the sum Q1 + Q2: the sum is what the agent acts on, the target "
+                "selects with one table and evaluates with the other"
+            ): r + live * gamma * (Q1[s2] + Q2[s2]).max(),
         }
         mistakes = {
             m: _double_q_tables(Q1, Q2, i, s, a, alpha, t) for m, t in wrong_targets.items()
         }
         mistakes[
-            "updated the other table: update_first=True updates Q1 (bootstrapping from Q2), "
-            "False updates Q2 (bootstrapping from Q1)"
+            tr(
+                "updated the other table: update_first=True updates Q1 (bootstrapping from Q2), "
+                "False updates Q2 (bootstrapping from Q1)"
+            )
         ] = _double_q_tables(Q1, Q2, 1 - i, s, a, alpha, other_target)
         both = _double_q_tables(Q1, Q2, i, s, a, alpha, target)
         both[1 - i] = _moved(both[1 - i], (s, a), alpha, other_target)
-        mistakes["updated both tables: each step updates one of them, chosen by the coin"] = both
+        mistakes[tr("updated both tables: each step updates one of them, chosen by the coin")] = (
+            both
+        )
         expected = _double_q_tables(Q1, Q2, i, s, a, alpha, target)
-        case = f"{c['label']}, update_first={first}"
-        _first_difference(name, case, got, expected, mistakes, "(table, state, action)")
+        case = tr("{case}, update_first={first}", case=c["label"], first=first)
+        _first_difference(name, case, got, expected, mistakes, tr("(table, state, action)"))
         n += 1
     _passed(name, n)
 
@@ -884,26 +1059,28 @@ def _epsilon_greedy_diagnosis(freq: np.ndarray, greedy: int, eps: float) -> str:
     uniform_others = np.allclose(others, others.mean(), atol=0.02)
     eps_used = float(others.mean()) * A  # the exploration rate these frequencies imply
     if eps > 0 and freq[greedy] > 0.999:
-        return (
+        return tr(
             " It looks like you always act greedily (no exploration): without exploration "
             "the agent never tries actions that look worse now."
         )
     if eps < 1 and np.allclose(freq, 1 / A, atol=0.02):
-        return " It looks like you always pick a random action (epsilon ignored)."
+        return tr(" It looks like you always pick a random action (epsilon ignored).")
     if 0 < eps < 1 and abs(freq[greedy] - (1 - eps)) < 0.02:
-        return (
+        return tr(
             " It looks like the random action never picks the greedy one: a random action "
             "is uniform over ALL actions, so the greedy action gets 1 - epsilon + epsilon / A."
         )
     if uniform_others and abs(eps - 0.5) > 0.05 and abs(eps_used - (1 - eps)) < 0.03:
-        return (
+        return tr(
             " It looks like you explore with probability 1 - epsilon: the comparison is the "
             "wrong way round (explore when rng.random() < epsilon)."
         )
     if uniform_others and abs(eps_used - eps) > 0.03:
-        return (
-            f" It looks like you explore with probability {eps_used:.2f}, not epsilon = {eps}: "
-            "use the epsilon argument, not a fixed or decayed value of your own."
+        return tr(
+            " It looks like you explore with probability {rate:.2f}, not epsilon = {epsilon}: "
+            "use the epsilon argument, not a fixed or decayed value of your own.",
+            rate=eps_used,
+            epsilon=eps,
         )
     return ""
 
@@ -915,12 +1092,15 @@ def _tie_diagnosis(freq: np.ndarray, tied: np.ndarray, eps: float, tol: np.ndarr
         one = np.full(A, eps / A)
         one[a] += 1 - eps
         if np.all(np.abs(freq - one) <= tol):
-            first = " (np.argmax returns the first)" if a == tied[0] else ""
-            return (
-                f" It looks like you break ties by always taking action {a} of the tied best "
-                f"actions {tied.tolist()}{first}: with Q initialised to zeros every state "
+            first = tr(" (np.argmax returns the first)") if a == tied[0] else ""
+            return tr(
+                " It looks like you break ties by always taking action {a} of the tied best "
+                "actions {tied}{first}: with Q initialised to zeros every state "
                 "would then take the same action. Choose uniformly among all actions of "
-                "highest value, e.g. rng.choice(np.flatnonzero(q == q.max()))."
+                "highest value, e.g. rng.choice(np.flatnonzero(q == q.max())).",
+                a=a,
+                tied=tied.tolist(),
+                first=first,
             )
     return ""
 
@@ -944,7 +1124,9 @@ def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
         draws = 20_000
         actions = _draw_actions(name, fn, q, eps, n, draws)
         if actions.min() < 0 or actions.max() >= len(q):
-            raise CheckError(f"{name} returned an action outside 0..{len(q) - 1}")
+            raise CheckError(
+                tr("{name} returned an action outside 0..{last}", name=name, last=len(q) - 1)
+            )
         freq = np.bincount(actions, minlength=len(q)) / draws
         expected = tabular.epsilon_greedy_probs(q[None], np.array([eps]))[0]
         tol = 4 * np.sqrt(expected * (1 - expected) / draws) + 1e-3
@@ -957,18 +1139,26 @@ def check_epsilon_greedy(fn: Callable[..., Any]) -> None:
             if len(tied) > 1
             else _epsilon_greedy_diagnosis(freq, int(q.argmax()), eps)
         )
-        got_expected = f"{np.round(freq, 3).tolist()}, expected {np.round(expected, 3).tolist()}"
-        raise CheckError(
-            f"{name} with q = {q.tolist()} and epsilon = {eps}: action frequencies "
-            f"{got_expected}.{diagnosis}"
+        message = tr(
+            "{name} with q = {q} and epsilon = {epsilon}: action frequencies {got}, "
+            "expected {expected}.",
+            name=name,
+            q=q.tolist(),
+            epsilon=eps,
+            got=np.round(freq, 3).tolist(),
+            expected=np.round(expected, 3).tolist(),
         )
+        raise CheckError(message + diagnosis)
     q = np.array([0.5, 1.5, -0.5, 1.0])
     first, second = (_draw_actions(name, fn, q, 0.5, 123, 200) for _ in range(2))
     if not np.array_equal(first, second):
         raise CheckError(
-            f"{name}: two runs with the same seeded rng chose different actions. Draw every "
-            "random number from the rng argument (rng.random(), rng.integers()), not from "
-            "np.random or random, so that a seeded run is reproducible."
+            tr(
+                "{name}: two runs with the same seeded rng chose different actions. Draw every "
+                "random number from the rng argument (rng.random(), rng.integers()), not from "
+                "np.random or random, so that a seeded run is reproducible.",
+                name=name,
+            )
         )
     _passed(name, n)
 
@@ -1001,22 +1191,15 @@ def check_dqn_targets(fn: Callable[..., Any]) -> None:
         got = _call(name, fn, rewards.clone(), next_q.clone(), terminated.clone(), gamma)
         expected = rewards + gamma * (1 - terminated) * next_q.max(1).values
         mistakes = {
-            "bootstrapped after termination (no terminal masking)": rewards
+            tr("bootstrapped after termination (no terminal masking)"): rewards
             + gamma * next_q.max(1).values,
-            "averaged over next actions instead of taking the max": rewards
+            tr("averaged over next actions instead of taking the max"): rewards
             + gamma * (1 - terminated) * next_q.mean(1),
-            "forgot the discount gamma": rewards + (1 - terminated) * next_q.max(1).values,
-            "masked with terminated instead of (1 - terminated)": rewards
+            tr("forgot the discount gamma"): rewards + (1 - terminated) * next_q.max(1).values,
+            tr("masked with terminated instead of (1 - terminated)"): rewards
             + gamma * terminated * next_q.max(1).values,
         }
-        _compare(
-            name,
-            f"batch {seed}",
-            got,
-            expected,
-            mistakes,
-            what="sample",
-        )
+        _compare(name, tr("batch {seed}", seed=seed), got, expected, mistakes, what=tr("sample"))
         n += 1
     _passed(name, n)
 
@@ -1056,8 +1239,11 @@ def check_dqn_loss(fn: Callable[..., Any]) -> None:
         )
         if loss.dim() != 0:
             raise CheckError(
-                f"{name} must return a scalar loss (the mean over the batch), got shape "
-                f"{list(loss.shape)}"
+                tr(
+                    "{name} must return a scalar loss (the mean over the batch), got shape {shape}",
+                    name=name,
+                    shape=list(loss.shape),
+                )
             )
         with torch.no_grad():
             q_all = q_net(batch["obs"])
@@ -1068,54 +1254,73 @@ def check_dqn_loss(fn: Callable[..., Any]) -> None:
             )
             unmasked_y = batch["rewards"] + gamma * target_net(batch["next_obs"]).max(1).values
             wrong_values = {
-                "bootstrapped after termination (no terminal masking)": (
+                tr("bootstrapped after termination (no terminal masking)"): (
                     (q_taken.detach() - unmasked_y) ** 2
                 ).mean(),
-                "took the TD error at the greedy action instead of the action taken": (
+                tr("took the TD error at the greedy action instead of the action taken"): (
                     (q_all.max(1).values - y) ** 2
                 ).mean(),
-                "computed the target with the online network instead of the target network": (
+                tr("computed the target with the online network instead of the target network"): (
                     (q_taken.detach() - online_y) ** 2
                 ).mean(),
-                "returned the mean TD error itself: the update is not theta - alpha * TD "
-                "error; minimise the squared TD error, whose gradient is TD error * grad "
-                "Q(s, a)": td_error.mean(),
-                "summed the squared TD errors over the batch; the loss is their mean": (
+                tr(
+                    "returned the mean TD error itself: the update is not theta - alpha * TD "
+                    "error; minimise the squared TD error, whose gradient is TD error * grad "
+                    "Q(s, a)"
+                ): td_error.mean(),
+                tr("summed the squared TD errors over the batch; the loss is their mean"): (
                     td_error**2
                 ).sum(),
-                "used the Huber loss (smooth L1); this exercise asks for the mean squared "
-                "TD error": torch.nn.functional.smooth_l1_loss(q_taken.detach(), y),
+                tr(
+                    "used the Huber loss (smooth L1); this exercise asks for the mean squared "
+                    "TD error"
+                ): torch.nn.functional.smooth_l1_loss(q_taken.detach(), y),
             }
         value, expected = float(loss.detach()), float(ref_loss.detach())
         if abs(value - expected) > 1e-5:
-            message = f"{name} (batch {seed}): loss {value:.5f}, expected {expected:.5f}."
+            message = tr(
+                "{name} (batch {seed}): loss {value:.5f}, expected {expected:.5f}.",
+                name=name,
+                seed=seed,
+                value=value,
+                expected=expected,
+            )
             for mistake, wrong in wrong_values.items():
                 if abs(value - float(wrong)) < 1e-5:
-                    message += f" It looks like you {mistake}."
+                    message += _looks_like(mistake)
                     break
             raise CheckError(message)
         if not loss.requires_grad:
             raise CheckError(
-                f"{name}: the loss has no gradient: compute Q(s, a) with q_net outside "
-                "torch.no_grad()"
+                tr(
+                    "{name}: the loss has no gradient: compute Q(s, a) with q_net outside "
+                    "torch.no_grad()",
+                    name=name,
+                )
             )
         loss.backward()
         if any(p.grad is not None and p.grad.abs().sum() > 0 for p in student_target.parameters()):
             raise CheckError(
-                f"{name}: the target network received a gradient: the TD target is not "
-                "detached, so the gradient flows through the target. The TD target is a "
-                "constant: compute it under torch.no_grad() (or .detach() it), and never "
-                "train the target network directly"
+                tr(
+                    "{name}: the target network received a gradient: the TD target is not "
+                    "detached, so the gradient flows through the target. The TD target is a "
+                    "constant: compute it under torch.no_grad() (or .detach() it), and never "
+                    "train the target network directly",
+                    name=name,
+                )
             )
         grads = [
             p.grad if p.grad is not None else torch.zeros_like(p) for p in student_q.parameters()
         ]
         if any(not torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads, strict=True)):
             raise CheckError(
-                f"{name}: the loss value is right but its gradient is not the "
-                "semi-gradient: the TD target is not detached, so the gradient flows "
-                "through the target. Detach the target (torch.no_grad()) so that only "
-                "Q(s, a) is differentiated"
+                tr(
+                    "{name}: the loss value is right but its gradient is not the "
+                    "semi-gradient: the TD target is not detached, so the gradient flows "
+                    "through the target. Detach the target (torch.no_grad()) so that only "
+                    "Q(s, a) is differentiated",
+                    name=name,
+                )
             )
         n += 1
     _passed(name, n)
@@ -1186,41 +1391,42 @@ def check_gae(fn: Callable[..., Any]) -> None:
         always = torch.ones_like(terminated)
         shifted = torch.cat([c["values"][1:], c["next_values"][-1:]])  # values[t + 1]
         mistakes = {
-            "ignored episode boundaries: the GAE trace must stop where an episode ends "
-            "(terminated or truncated)": _gae_loop(c, bootstrap=always, carry=always),
-            "bootstrapped after termination (no terminal masking)": _gae_loop(c, bootstrap=always),
-            "did not bootstrap at a truncation: a time limit is not the end of the task": (
+            tr(
+                "ignored episode boundaries: the GAE trace must stop where an episode ends "
+                "(terminated or truncated)"
+            ): _gae_loop(c, bootstrap=always, carry=always),
+            tr("bootstrapped after termination (no terminal masking)"): _gae_loop(
+                c, bootstrap=always
+            ),
+            tr("did not bootstrap at a truncation: a time limit is not the end of the task"): (
                 _gae_loop(c, bootstrap=~(terminated | truncated))
             ),
-            "bootstrapped at a step that is both terminated and truncated (a mask like "
-            "~terminated | truncated): an episode that terminates on the time limit's last "
-            "step has terminated, so nothing is bootstrapped there": _gae_loop(
-                c, bootstrap=~terminated | truncated
-            ),
-            "carried the GAE trace across a truncation (episode boundary ignored there): a "
-            "time limit still ends the episode, so the trace must stop; only the "
-            "bootstrap from next_values continues": _gae_loop(c, carry=~terminated),
-            "bootstrapped from values[t + 1] instead of next_values[t]: in a vectorised "
-            "rollout values[t + 1] belongs to the next episode after a boundary": _gae_loop(
-                c, next_values=shifted
-            ),
-            "decayed the trace by lam alone; it decays by gamma * lam per step": _gae_loop(
+            tr(
+                "bootstrapped at a step that is both terminated and truncated (a mask like "
+                "~terminated | truncated): an episode that terminates on the time limit's last "
+                "step has terminated, so nothing is bootstrapped there"
+            ): _gae_loop(c, bootstrap=~terminated | truncated),
+            tr(
+                "carried the GAE trace across a truncation (episode boundary ignored there): a "
+                "time limit still ends the episode, so the trace must stop; only the "
+                "bootstrap from next_values continues"
+            ): _gae_loop(c, carry=~terminated),
+            tr(
+                "bootstrapped from values[t + 1] instead of next_values[t]: in a vectorised "
+                "rollout values[t + 1] belongs to the next episode after a boundary"
+            ): _gae_loop(c, next_values=shifted),
+            tr("decayed the trace by lam alone; it decays by gamma * lam per step"): _gae_loop(
                 c, decay=c["lam"]
             ),
-            "decayed the trace by gamma alone; it decays by gamma * lam per step": _gae_loop(
+            tr("decayed the trace by gamma alone; it decays by gamma * lam per step"): _gae_loop(
                 c, decay=c["gamma"]
             ),
-            "returned the returns (advantages + values) instead of the advantages": (
+            tr("returned the returns (advantages + values) instead of the advantages"): (
                 expected + c["values"]
             ),
         }
         _compare(
-            name,
-            f"rollout {seed}",
-            got,
-            expected,
-            mistakes,
-            what="(t, env)",
+            name, tr("rollout {seed}", seed=seed), got, expected, mistakes, what=tr("(t, env)")
         )
         n += 1
     _passed(name, n)
@@ -1241,51 +1447,71 @@ def check_ppo_policy_loss(fn: Callable[..., Any]) -> None:
         got = _call(name, fn, new, old.clone(), adv.clone(), eps)
         if got.dim() != 0:
             raise CheckError(
-                f"{name} must return a scalar (the mean over the batch), got shape "
-                f"{list(got.shape)}"
+                tr(
+                    "{name} must return a scalar (the mean over the batch), got shape {shape}",
+                    name=name,
+                    shape=list(got.shape),
+                )
             )
         ratio = (new - old).exp()
         expected = -clipped_surrogate(ratio, adv, eps).mean()
         clipped_ratio = ratio.clamp(1 - eps, 1 + eps)
         mistakes = {
-            "forgot the clipping (plain policy-gradient surrogate r * A)": -(ratio * adv).mean(),
-            "took the max instead of the min of the two terms (that removes the pessimistic "
-            "bound)": -torch.max(ratio * adv, clipped_ratio * adv).mean(),
-            "used the log-ratio instead of the ratio pi/pi_old": -clipped_surrogate(
+            tr("forgot the clipping (plain policy-gradient surrogate r * A)"): -(
+                ratio * adv
+            ).mean(),
+            tr(
+                "took the max instead of the min of the two terms (that removes the pessimistic "
+                "bound)"
+            ): -torch.max(ratio * adv, clipped_ratio * adv).mean(),
+            tr("used the log-ratio instead of the ratio pi/pi_old"): -clipped_surrogate(
                 new - old, adv, eps
             ).mean(),
-            "returned the objective itself; the loss to minimise is its negative": (
+            tr("returned the objective itself; the loss to minimise is its negative"): (
                 clipped_surrogate(ratio, adv, eps).mean()
             ),
-            "clipped the advantage instead of the ratio": -torch.min(
+            tr("clipped the advantage instead of the ratio"): -torch.min(
                 ratio * adv, ratio * adv.clamp(1 - eps, 1 + eps)
             ).mean(),
-            "computed the ratio against the current policy (new_log_probs.detach()) instead "
-            "of the behaviour policy's old_log_probs: the ratio is then always 1 and the "
-            "clipping never acts": -adv.mean(),
-            "turned the ratio upside down: it is pi / pi_old = exp(new_log_probs - "
-            "old_log_probs)": -clipped_surrogate((old - new).exp(), adv, eps).mean(),
+            tr(
+                "computed the ratio against the current policy (new_log_probs.detach()) instead "
+                "of the behaviour policy's old_log_probs: the ratio is then always 1 and the "
+                "clipping never acts"
+            ): -adv.mean(),
+            tr(
+                "turned the ratio upside down: it is pi / pi_old = exp(new_log_probs - "
+                "old_log_probs)"
+            ): -clipped_surrogate((old - new).exp(), adv, eps).mean(),
         }
         if abs(float(got.detach()) - float(expected.detach())) > 1e-5:
-            message = (
-                f"{name} (batch {seed}): loss {float(got.detach()):.5f}, expected "
-                f"{float(expected.detach()):.5f}."
+            message = tr(
+                "{name} (batch {seed}): loss {value:.5f}, expected {expected:.5f}.",
+                name=name,
+                seed=seed,
+                value=float(got.detach()),
+                expected=float(expected.detach()),
             )
             for mistake, wrong in mistakes.items():
                 if abs(float(got.detach()) - float(wrong.detach())) < 1e-5:
-                    message += f" It looks like you {mistake}."
+                    message += _looks_like(mistake)
                     break
             raise CheckError(message)
         if not got.requires_grad:
             raise CheckError(
-                f"{name}: the loss has no gradient with respect to new_log_probs; "
-                "do not detach the new policy's log-probabilities"
+                tr(
+                    "{name}: the loss has no gradient with respect to new_log_probs; "
+                    "do not detach the new policy's log-probabilities",
+                    name=name,
+                )
             )
         at_old = float(_call(name, fn, old.clone().requires_grad_(True), old, adv, eps).detach())
         if abs(at_old + float(adv.mean())) > 1e-5:
             raise CheckError(
-                f"{name}: when the new policy equals the old one (ratio 1) the loss "
-                "must be -mean(A)"
+                tr(
+                    "{name}: when the new policy equals the old one (ratio 1) the loss "
+                    "must be -mean(A)",
+                    name=name,
+                )
             )
         n += 1
     _passed(name, n)
@@ -1349,34 +1575,36 @@ def check_n_step_returns(fn: Callable[..., Any]) -> None:
         got = _call(name, fn, *[x.clone() for x in args], gamma)
         expected = _n_step_returns(*args, gamma)
         mistakes = {
-            "did not bootstrap at the end of the rollout: the last step's return needs the "
-            "critic's V(S') from next_values, the episode goes on": _n_step_returns(
-                *args, gamma, end=False
-            ),
-            "bootstrapped after termination (no terminal masking)": _n_step_returns(
+            tr(
+                "did not bootstrap at the end of the rollout: the last step's return needs the "
+                "critic's V(S') from next_values, the episode goes on"
+            ): _n_step_returns(*args, gamma, end=False),
+            tr("bootstrapped after termination (no terminal masking)"): _n_step_returns(
                 *args, gamma, mask_terminal=False
             ),
-            "carried the return across an episode end: after terminated or truncated, "
-            "G_{t+1} belongs to the next episode": _n_step_returns(
-                *args, gamma, stop_at_ends=False
-            ),
-            "carried the return across a truncation: a time limit ends the episode too, so "
-            "G_t there is rewards[t] + gamma V(final observation), not rewards[t] + gamma "
-            "G_{t+1}, which belongs to the next episode": _n_step_returns(
-                *args, gamma, stop_at_truncation=False
-            ),
-            "did not bootstrap at a truncation: a time limit is not the end of the task, "
-            "so G_t there is rewards[t] + gamma V(final observation)": _n_step_returns(
-                *args, gamma, bootstrap_truncation=False
-            ),
-            "bootstrapped at a step that was both terminated and truncated (a mask like "
-            "~terminated | truncated): the episode really ended there, so nothing follows "
-            "it; termination wins over truncation": _n_step_returns(
-                *args, gamma, termination_wins=False
-            ),
-            "forgot the discount (gamma = 1)": _n_step_returns(*args, 1.0),
+            tr(
+                "carried the return across an episode end: after terminated or truncated, "
+                "G_{t+1} belongs to the next episode"
+            ): _n_step_returns(*args, gamma, stop_at_ends=False),
+            tr(
+                "carried the return across a truncation: a time limit ends the episode too, so "
+                "G_t there is rewards[t] + gamma V(final observation), not rewards[t] + gamma "
+                "G_{t+1}, which belongs to the next episode"
+            ): _n_step_returns(*args, gamma, stop_at_truncation=False),
+            tr(
+                "did not bootstrap at a truncation: a time limit is not the end of the task, "
+                "so G_t there is rewards[t] + gamma V(final observation)"
+            ): _n_step_returns(*args, gamma, bootstrap_truncation=False),
+            tr(
+                "bootstrapped at a step that was both terminated and truncated (a mask like "
+                "~terminated | truncated): the episode really ended there, so nothing follows "
+                "it; termination wins over truncation"
+            ): _n_step_returns(*args, gamma, termination_wins=False),
+            tr("forgot the discount (gamma = 1)"): _n_step_returns(*args, 1.0),
         }
-        _compare(name, f"rollout {seed}", got, expected, mistakes, what="(t, env)")
+        _compare(
+            name, tr("rollout {seed}", seed=seed), got, expected, mistakes, what=tr("(t, env)")
+        )
         n += 1
     _passed(name, n)
 
@@ -1389,11 +1617,11 @@ def _reinforce_forms(logits: Tensor, actions: Tensor, G: Tensor, gamma: float) -
 
 
 _REINFORCE_FORMS = {
-    "practical": (
+    "practical": N_(
         "the practical estimator, -mean_t log pi(A_t|S_t) G_t, without gamma^t "
         "(the one rlcourse.pg and most deep-RL code use)"
     ),
-    "discounted": (
+    "discounted": N_(
         "the gradient of the discounted objective, -mean_t gamma^t log pi(A_t|S_t) G_t "
         "(the same as discounting every reward from the episode's start); rlcourse.pg uses "
         "the practical form without gamma^t"
@@ -1429,51 +1657,72 @@ def check_reinforce_loss(fn: Callable[..., Any]) -> None:
         whole = torch.full((T,), float(G[0]))
         forms = _reinforce_forms(logits, actions, G, gamma)
         mistakes = {
-            "gave every step the whole episode's return G_0 instead of the reward-to-go G_t": -(
+            tr("gave every step the whole episode's return G_0 instead of the reward-to-go G_t"): -(
                 taken * whole
             ).mean(),
-            "multiplied by log pi twice (log pi * log pi * G): the estimator is grad log pi * G": -(
-                taken * taken * G
-            ).mean(),
-            "used log-probabilities of the greedy actions, not of the actions taken": -(
+            tr(
+                "multiplied by log pi twice (log pi * log pi * G): the estimator is grad log pi * G"
+            ): -(taken * taken * G).mean(),
+            tr("used log-probabilities of the greedy actions, not of the actions taken"): -(
                 log_pi.max(1).values * G
             ).mean(),
-            "forgot the minus sign: minimising that loss would make good actions less likely": (
+            tr("forgot the minus sign: minimising that loss would make good actions less likely"): (
                 taken * G
             ).mean(),
-            "did not discount the reward-to-go": -(
+            tr("did not discount the reward-to-go"): -(
                 taken * rewards.flip(0).cumsum(0).flip(0)
             ).mean(),
-            "used the probabilities pi(a|s) instead of the log-probabilities log pi(a|s): the "
-            "score-function estimator is grad log pi * G": -(taken.exp() * G).mean(),
-            "normalised the logits over the time steps (dim 0) instead of over the actions "
-            "(dim 1)": -(torch.log_softmax(logits, dim=0)[torch.arange(T), actions] * G).mean(),
-            "returned the sum over the time steps; this exercise asks for the mean, -(1/T) "
-            "sum_t (the same direction, T times longer)": -(taken * G).sum(),
+            tr(
+                "used the probabilities pi(a|s) instead of the log-probabilities log pi(a|s): the "
+                "score-function estimator is grad log pi * G"
+            ): -(taken.exp() * G).mean(),
+            tr(
+                "normalised the logits over the time steps (dim 0) instead of over the actions "
+                "(dim 1)"
+            ): -(torch.log_softmax(logits, dim=0)[torch.arange(T), actions] * G).mean(),
+            tr(
+                "returned the sum over the time steps; this exercise asks for the mean, -(1/T) "
+                "sum_t (the same direction, T times longer)"
+            ): -(taken * G).sum(),
         }
         student_logits = logits.clone().requires_grad_(True)
         got = _call(name, fn, student_logits, actions.clone(), rewards.clone(), gamma)
         if got.dim() != 0:
-            raise CheckError(f"{name} must return a scalar loss, got shape {list(got.shape)}")
+            raise CheckError(
+                tr(
+                    "{name} must return a scalar loss, got shape {shape}",
+                    name=name,
+                    shape=list(got.shape),
+                )
+            )
         value = float(got.detach())
         matched = {form for form, loss in forms.items() if abs(value - float(loss)) <= 1e-5}
         if not matched:
             expected = float(forms["practical"])
-            message = (
-                f"{name} (episode {seed}): loss {value:.5f}, expected {expected:.5f} (or "
-                f"{float(forms['discounted']):.5f} with the gamma^t factor)."
+            message = tr(
+                "{name} (episode {seed}): loss {value:.5f}, expected {expected:.5f} (or "
+                "{discounted:.5f} with the gamma^t factor).",
+                name=name,
+                seed=seed,
+                value=value,
+                expected=expected,
+                discounted=float(forms["discounted"]),
             )
             for mistake, wrong in mistakes.items():
                 if abs(value - float(wrong)) < 1e-5:
-                    message += f" It looks like you {mistake}."
+                    message += _looks_like(mistake)
                     break
             raise CheckError(message)
         if len(matched) == 1:  # the forms differ on this episode
             recognised |= matched
         if len(recognised) > 1:
             raise CheckError(
-                f"{name} (episode {seed}): the loss has the gamma^t factor on some episodes "
-                "and not on others; use one form"
+                tr(
+                    "{name} (episode {seed}): the loss has the gamma^t factor on some episodes "
+                    "and not on others; use one form",
+                    name=name,
+                    seed=seed,
+                )
             )
         form = next(iter(recognised or matched))
         got.backward()
@@ -1483,12 +1732,15 @@ def check_reinforce_loss(fn: Callable[..., Any]) -> None:
             student_logits.grad, ref_logits.grad, atol=1e-5
         ):
             raise CheckError(
-                f"{name}: the value is right but the gradient is not: the returns "
-                "must be constants (no gradient through G_t)"
+                tr(
+                    "{name}: the value is right but the gradient is not: the returns "
+                    "must be constants (no gradient through G_t)",
+                    name=name,
+                )
             )
         n += 1
     _passed(name, n)
-    print(f"  recognised {_REINFORCE_FORMS[next(iter(recognised), 'practical')]}")
+    print(tr(RECOGNISED, form=tr(_REINFORCE_FORMS[next(iter(recognised), "practical")])))
 
 
 # ------------------------------------------------------ chapter 8 exercises
@@ -1539,37 +1791,42 @@ def check_cartpole_step(fn: Callable[..., Any]) -> None:
         actions = torch.randint(0, 2, (N,), generator=g)
         out = _invoke(name, fn, state.clone(), actions.clone())
         if not (isinstance(out, tuple) and len(out) == 2):
-            raise CheckError(f"{name} must return a pair (next_state, terminated)")
+            raise CheckError(tr("{name} must return a pair (next_state, terminated)", name=name))
         got, got_term = out
         expected, expected_term = _cartpole_reference(state, actions)
-        case = f"batch {seed} of {N} random states"
+        case = tr("batch {seed} of {n} random states", seed=seed, n=N)
         _compare(
             name,
             case,
             got,
             expected,
             {
-                "pushed the wrong way: action 1 pushes the cart right (+force_mag), action 0 "
-                "left": _cartpole_reference(state, actions, force_sign=-1.0)[0],
-                "used semi-implicit Euler (positions from the *new* velocities); gymnasium's "
-                "CartPole-v1 updates every variable from the old state": _cartpole_reference(
-                    state, actions, semi_implicit=True
-                )[0],
+                tr(
+                    "pushed the wrong way: action 1 pushes the cart right (+force_mag), action 0 "
+                    "left"
+                ): _cartpole_reference(state, actions, force_sign=-1.0)[0],
+                tr(
+                    "used semi-implicit Euler (positions from the *new* velocities); gymnasium's "
+                    "CartPole-v1 updates every variable from the old state"
+                ): _cartpole_reference(state, actions, semi_implicit=True)[0],
             },
-            what="(variable, copy)",
+            what=tr("(variable, copy)"),
         )
         if not isinstance(got_term, Tensor) or got_term.dtype != torch.bool:
-            raise CheckError(f"{name}: terminated must be a bool tensor of shape [{N}]")
+            raise CheckError(
+                tr("{name}: terminated must be a bool tensor of shape [{n}]", name=name, n=N)
+            )
         mistakes = {
-            "judged termination on the state before the step; it is the new state that "
-            "leaves the track or tips over": _cartpole_reference(
-                state, actions, old_state_termination=True
-            )[1],
-            "compared the angle with 12 (degrees) instead of 12 * 2 * pi / 360 radians": (
+            tr(
+                "judged termination on the state before the step; it is the new state that "
+                "leaves the track or tips over"
+            ): _cartpole_reference(state, actions, old_state_termination=True)[1],
+            tr("compared the angle with 12 (degrees) instead of 12 * 2 * pi / 360 radians"): (
                 _cartpole_reference(state, actions, threshold=12.0)[1]
             ),
         }
-        _compare(name, case + " (terminated)", got_term, expected_term, mistakes, what="copy")
+        case = tr("{case} (terminated)", case=case)
+        _compare(name, case, got_term, expected_term, mistakes, what=tr("copy"))
         n += 1
     _passed(name, n)
 
@@ -1612,22 +1869,33 @@ def check_clip_per_agent(fn: Callable[..., Any]) -> None:
         max_norm = 1.0
         got = _invoke(name, fn, [x.clone() for x in grads], max_norm)
         if not isinstance(got, list | tuple) or len(got) != len(grads):
-            raise CheckError(f"{name} must return a list of {len(grads)} tensors, one per input")
+            raise CheckError(
+                tr(
+                    "{name} must return a list of {n} tensors, one per input",
+                    name=name,
+                    n=len(grads),
+                )
+            )
         expected = clip(grads, max_norm)
         for i, (x, e) in enumerate(zip(got, expected, strict=True)):
             if not isinstance(x, Tensor):
-                raise CheckError(f"{name}: item {i} of the result is not a tensor")
+                raise CheckError(
+                    tr("{name}: item {i} of the result is not a tensor", name=name, i=i)
+                )
             mistakes = {
-                "clipped by the norm over all agents together: one agent's large gradient then "
-                "shrinks every other agent's step; each agent needs its own norm": clip(
-                    grads, max_norm, "global"
-                )[i],
-                "clipped each parameter tensor separately; an agent's norm is over all its "
-                "tensors together": clip(grads, max_norm, "per tensor")[i],
-                "scaled small gradients up to max_norm; clipping only ever scales down": clip(
+                tr(
+                    "clipped by the norm over all agents together: one agent's large gradient then "
+                    "shrinks every other agent's step; each agent needs its own norm"
+                ): clip(grads, max_norm, "global")[i],
+                tr(
+                    "clipped each parameter tensor separately; an agent's norm is over all its "
+                    "tensors together"
+                ): clip(grads, max_norm, "per tensor")[i],
+                tr("scaled small gradients up to max_norm; clipping only ever scales down"): clip(
                     grads, max_norm, "scale up"
                 )[i],
             }
-            _compare(name, f"case {seed}, tensor {i}", x, e, mistakes, what="(agent, entry)")
+            case = tr("case {seed}, tensor {i}", seed=seed, i=i)
+            _compare(name, case, x, e, mistakes, what=tr("(agent, entry)"))
         n += 1
     _passed(name, n)

@@ -34,6 +34,7 @@ from rlcourse import dp
 from rlcourse.agent import Decision, check_agent_env, decide
 from rlcourse.envs.describe import action_labels, rendering_env
 from rlcourse.evaluate import DEFAULT_MAX_STEPS
+from rlcourse.i18n import N_, figure_font, figure_tr
 from rlcourse.mdp import TabularMDP
 
 #: one colour per algorithm, the same in every chapter
@@ -491,7 +492,11 @@ ANIMATION_MAX_BYTES = 1_000_000
 #: in ANIMATION_MAX_BYTES (then fewer frames): 500 CartPole steps take 0.92 MB at the first
 ANIMATION_JPEG_QUALITIES = (70, 50, 35)
 _TAKEN, _NOT_TAKEN = "#DD8452", "#4C72B0"
-_ENDINGS = {"terminated": "terminated", "truncated": "truncated", "max_steps": "cut at max_steps"}
+_ENDINGS = {
+    "terminated": N_("terminated"),
+    "truncated": N_("truncated"),
+    "max_steps": N_("cut at max_steps"),
+}
 #: an episode as the animation draws it: (decisions, rewards [T], ending, action labels,
 #: (low, high) action bounds of a Box action space or None)
 _Episode = tuple[
@@ -759,14 +764,14 @@ def _animation_html(
 
     def draw(t: int) -> None:
         image.set_data(frames[t])
-        text = f"step {t} of {n}"
+        text = figure_tr("step {t} of {n}", t=t, n=n)
         if t > 0:
-            text += f"   ·   reward {_short(rewards[t - 1])}"
-        header.set_text(f"{text}   ·   return so far {_short(returns[t])}")
+            text += "   ·   " + figure_tr("reward {reward}", reward=_short(rewards[t - 1]))
+        header.set_text(text + "   ·   " + figure_tr("return so far {g}", g=_short(returns[t])))
         for artist in moving:
             artist.set_visible(t < n)
         if t == n:  # the last state: no decision there
-            over.set_text(f"episode over: {_ENDINGS[ending]}")
+            over.set_text(figure_tr("episode over: {ending}", ending=figure_tr(_ENDINGS[ending])))
             title.set_text("")
             return
         over.set_text("")
@@ -790,7 +795,7 @@ def _animation_html(
     writer.frame_format = "jpeg"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "episode.html")
-        with writer.saving(fig, path, ANIMATION_DPI):
+        with figure_font(), writer.saving(fig, path, ANIMATION_DPI):
             for t in shown:
                 draw(t)
                 writer.grab_frame(pil_kwargs={"quality": quality, "optimize": True})

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m rlcourse.student_edition OUT_DIR [--force] [--root COURSE_DIR]
+    python -m rlcourse.student_edition OUT_DIR [--force] [--root COURSE_DIR] [--language zh-CN]
 
 Every code cell region between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` becomes a
 stub, at the region's indentation, that raises ``NotImplementedError`` with a hint;
@@ -12,12 +12,16 @@ as they are. The hint is the text of the region's ``# HINT: ...`` comment lines 
 has any, else the course's hint for that exercise (``HINTS``), else a generic one
 naming the function.
 
+The edition is in one language: English (the default) from ``notebooks/``, or a translated
+edition's language from ``notebooks/<language>/`` (``--language zh-CN``), whose hints, stub
+comments and README are then in that language too (:mod:`rlcourse.i18n`).
+
 ``OUT_DIR`` receives ``notebooks/`` (the student notebooks and any other files the
-notebooks folder holds) and what a student needs to install and run them: the
-``rlcourse`` package, ``requirements.txt``, ``pyproject.toml``, ``binder/``, a students' README
-and the licence. ``OUT_DIR`` must not be the course itself or lie inside one of the
-folders it copies, and must be empty unless ``--force`` is given (which overwrites
-files of the same name and deletes nothing).
+notebooks folder holds, other than the translated editions) and what a student needs to
+install and run them: the ``rlcourse`` package, ``requirements.txt``, ``pyproject.toml``,
+``binder/``, a students' README and the licence. ``OUT_DIR`` must not be the course
+itself or lie inside one of the folders it copies, and must be empty unless ``--force``
+is given (which overwrites files of the same name and deletes nothing).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from pathlib import Path
 import nbformat
 
 from rlcourse.execute import strip_volatile_metadata
+from rlcourse.i18n import tr_in
+from rlcourse.translate import EDITIONS
 
 BEGIN, END, HINT = "# BEGIN SOLUTION", "# END SOLUTION", "# HINT:"
 
@@ -217,22 +223,29 @@ def _enclosing_function(source: str, line: int) -> tuple[str, str] | None:
     return (found.name, ast.unparse(found.args)) if found else None
 
 
-def exercise_hint(source: str, begin: int, end: int) -> str:
-    """The hint for the solution region on lines ``begin..end`` (0-based) of ``source``."""
+def exercise_hint(source: str, begin: int, end: int, language: str = "en") -> str:
+    """The hint for the solution region on lines ``begin..end`` (0-based) of ``source``, in
+    ``language`` (a ``# HINT:`` line is taken as it is written)."""
     lines = source.splitlines()[begin + 1 : end]
     own = [line.strip()[len(HINT) :].strip() for line in lines if line.strip().startswith(HINT)]
     function = _enclosing_function(source, begin)
     if function is None:
-        head = "Exercise: write the code of this cell"
-        body = " ".join(own) or "as the exercise above describes; the check below tells you more."
-        return f"{head} -- {body}"
+        body = " ".join(own) or tr_in(
+            language, "as the exercise above describes; the check below tells you more."
+        )
+        return tr_in(language, "Exercise: write the code of this cell -- {body}", body=body)
     name, args = function
     body = (
         " ".join(own)
-        or HINTS.get(name)
-        or "as the exercise above describes; the checker below tells you what is still wrong."
+        or (tr_in(language, HINTS[name]) if name in HINTS else "")
+        or tr_in(
+            language,
+            "as the exercise above describes; the checker below tells you what is still wrong.",
+        )
     )
-    return f"Exercise: implement `{name}({args})` -- {body}"
+    return tr_in(
+        language, "Exercise: implement `{name}({args})` -- {body}", name=name, args=args, body=body
+    )
 
 
 def _string_literal(text: str, indent: str, width: int = 80) -> list[str]:
@@ -248,16 +261,17 @@ def _string_literal(text: str, indent: str, width: int = 80) -> list[str]:
     return [indent + json.dumps(piece, ensure_ascii=False) for piece in pieces]
 
 
-def stub_source(source: str, where: str = "cell") -> tuple[str, list[str]]:
+def stub_source(source: str, where: str = "cell", language: str = "en") -> tuple[str, list[str]]:
     """``source`` with each solution region replaced by a stub; also returns the hints."""
     lines = source.splitlines()
     hints = []
+    your_code = tr_in(language, "# YOUR CODE HERE: replace the `raise` below with your solution.")
     for begin, end in reversed(solution_regions(source, where)):
         indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
-        hint = exercise_hint(source, begin, end)
+        hint = exercise_hint(source, begin, end, language)
         hints.insert(0, hint)
         stub = [
-            f"{indent}# YOUR CODE HERE: replace the `raise` below with your solution.",
+            f"{indent}{your_code}",
             f"{indent}raise NotImplementedError(",
             *_string_literal(hint, indent + "    "),
             f"{indent})",
@@ -268,9 +282,10 @@ def stub_source(source: str, where: str = "cell") -> tuple[str, list[str]]:
 
 # ------------------------------------------------------------- one notebook
 def student_notebook(
-    nb: nbformat.NotebookNode, name: str = "notebook"
+    nb: nbformat.NotebookNode, name: str = "notebook", language: str = "en"
 ) -> tuple[nbformat.NotebookNode, list[str]]:
-    """A copy of ``nb`` with its solutions stubbed and its outputs cleared, and its hints."""
+    """A copy of ``nb`` with its solutions stubbed (hints in ``language``) and its outputs
+    cleared, and its hints."""
     nb = copy.deepcopy(nb)
     strip_volatile_metadata(nb)
     hints = []
@@ -280,7 +295,7 @@ def student_notebook(
         cell.outputs = []
         cell.execution_count = None
         if BEGIN in cell.source or END in cell.source:
-            cell.source, cell_hints = stub_source(cell.source, f"{name}, cell {index}")
+            cell.source, cell_hints = stub_source(cell.source, f"{name}, cell {index}", language)
             hints += cell_hints
     return nb, hints
 
@@ -309,13 +324,19 @@ def _check_out_dir(root: Path, out_dir: Path, force: bool) -> None:
         )
 
 
-def build(root: Path, out_dir: Path, force: bool = False) -> dict[Path, list[str]]:
-    """Write the student edition of the course at ``root`` into ``out_dir``.
+def build(
+    root: Path, out_dir: Path, force: bool = False, language: str = "en"
+) -> dict[Path, list[str]]:
+    """Write the student edition of the course at ``root`` into ``out_dir``, in ``language``
+    ("en": from ``notebooks/``; a translated edition's: from ``notebooks/<language>/``).
 
     Returns the written notebooks with the hints of their exercises. Every notebook is
     converted before anything is written, so a malformed one leaves ``out_dir`` untouched.
     """
-    notebooks_dir = root / "notebooks"
+    if language != "en" and language not in EDITIONS:
+        raise EditionError(f"no {language!r} edition; choose en or one of {list(EDITIONS)}")
+    source_dir = root / "notebooks"
+    notebooks_dir = source_dir if language == "en" else source_dir / language
     paths = sorted(p for p in notebooks_dir.glob("*.ipynb")) if notebooks_dir.is_dir() else []
     if not paths:
         raise EditionError(
@@ -323,11 +344,14 @@ def build(root: Path, out_dir: Path, force: bool = False) -> dict[Path, list[str
         )
     _check_out_dir(root, out_dir, force)
     converted = {
-        path.name: student_notebook(nbformat.read(path, as_version=4), path.name) for path in paths
+        path.name: student_notebook(nbformat.read(path, as_version=4), path.name, language)
+        for path in paths
     }
     out_notebooks = out_dir / "notebooks"
     for item in notebooks_dir.iterdir():  # whatever the notebooks read beside them
-        if item.suffix != ".ipynb" and not _IGNORED(str(notebooks_dir), [item.name]):
+        # not the translated editions (they hold solutions) nor their catalogs
+        skip = item.name in EDITIONS or item.name == "catalog"
+        if item.suffix != ".ipynb" and not skip and not _IGNORED(str(notebooks_dir), [item.name]):
             _copy(item, out_notebooks / item.name)
     out_notebooks.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -337,7 +361,7 @@ def build(root: Path, out_dir: Path, force: bool = False) -> dict[Path, list[str
     for name in COURSE_FILES:
         if (root / name).exists():
             _copy(root / name, out_dir / name)
-    (out_dir / "README.md").write_text(STUDENT_README)
+    (out_dir / "README.md").write_text(tr_in(language, STUDENT_README), encoding="utf-8")
     return written
 
 
@@ -361,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="write into a non-empty OUT_DIR (deletes nothing)"
     )
     parser.add_argument(
+        "--language",
+        default="en",
+        choices=("en", *EDITIONS),
+        help="the edition's language (default: en; zh-CN: from notebooks/zh-CN/)",
+    )
+    parser.add_argument(
         "--root",
         type=Path,
         default=Path.cwd(),
@@ -368,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        written = build(args.root, args.out_dir, force=args.force)
+        written = build(args.root, args.out_dir, force=args.force, language=args.language)
     except EditionError as err:
         print(f"student_edition: error: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,11 @@
 world: the value heatmap with the policy's arrows and the sweep count update in
 place. The figure is an ``Image`` widget whose PNG is redrawn after every
 click, so it works the same in JupyterLab, Notebook 7 and VS Code.
+
+Labels, status lines and the dashboard's texts are in the package's language
+(:mod:`rlcourse.i18n`), read when a widget is built or redrawn; the names that code
+passes and compares (environments, algorithms, methods, perturbations) stay English and
+only their shown labels are translated. The matplotlib figures keep English text.
 """
 
 from __future__ import annotations
@@ -23,6 +28,15 @@ from matplotlib.figure import Figure
 
 from rlcourse import dp, plots, tabular
 from rlcourse.envs import example_3_5, example_4_1
+from rlcourse.i18n import (
+    N_,
+    figure_font,
+    figure_language,
+    figure_tr,
+    get_language,
+    label,
+    tr,
+)
 from rlcourse.mdp import TabularMDP, from_gymnasium
 from rlcourse.svgplot import Series, legend_html, svg_chart
 
@@ -37,10 +51,16 @@ def _row() -> W.Layout:
 LABELS = {"description_width": "initial"}  # labels never cut off
 
 
+def _choices(names: Any) -> list[tuple[str, str]]:
+    """Dropdown options: each name (the value code compares) shown in the current language."""
+    return [(label(name), name) for name in names]
+
+
 def _show_figure(image: W.Image, fig: Figure) -> None:
     """Put ``fig`` into ``image`` as a PNG shown at its own pixel size (never stretched)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    with figure_font():  # Chinese text needs a font that has its glyphs
+        fig.savefig(buf, format="png", dpi=DPI)
     image.value = buf.getvalue()
     image.layout.width = f"{round(fig.get_figwidth() * DPI)}px"
     image.layout.max_width = "100%"  # shrinks (never stretches) in a narrow window
@@ -54,13 +74,17 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 #: the grid worlds the stepper offers: label -> (MDP factory taking gamma, default gamma)
 DP_ENVIRONMENTS: dict[str, tuple[Callable[[float], TabularMDP], float]] = {
-    "Example 4.1 (4x4, terminal corners)": (lambda g: example_4_1().to_mdp(g), 1.0),
-    "Example 3.5 (5x5, A and B)": (lambda g: example_3_5().to_mdp(g), 0.9),
+    N_("Example 4.1 (4x4, terminal corners)"): (lambda g: example_4_1().to_mdp(g), 1.0),
+    N_("Example 3.5 (5x5, A and B)"): (lambda g: example_3_5().to_mdp(g), 0.9),
     "FrozenLake 4x4": (lambda g: from_gymnasium("FrozenLake-v1", gamma=g), 0.99),
     "FrozenLake 8x8": (lambda g: from_gymnasium("FrozenLake-v1", gamma=g, map_name="8x8"), 0.99),
     "CliffWalking": (lambda g: from_gymnasium("CliffWalking-v1", gamma=g), 0.99),
 }
-DP_ALGORITHMS = ("value iteration", "policy iteration", "policy evaluation (random policy)")
+DP_ALGORITHMS = (
+    N_("value iteration"),
+    N_("policy iteration"),
+    N_("policy evaluation (random policy)"),
+)
 
 
 class _Stepper:
@@ -101,16 +125,16 @@ class DPStepper(_Stepper):
         self.theta, self.max_sweeps = theta, max_sweeps
         default_gamma = DP_ENVIRONMENTS[env][1]
         self.env_choice = W.Dropdown(
-            options=list(DP_ENVIRONMENTS),
+            options=_choices(DP_ENVIRONMENTS),
             value=env,
-            description="environment",
+            description=tr("environment"),
             style=LABELS,
             layout=W.Layout(width="360px"),
         )
         self.algorithm_choice = W.Dropdown(
-            options=list(DP_ALGORITHMS),
+            options=_choices(DP_ALGORITHMS),
             value=algorithm,
-            description="algorithm",
+            description=tr("algorithm"),
             style=LABELS,
             layout=W.Layout(width="360px"),
         )
@@ -119,15 +143,17 @@ class DPStepper(_Stepper):
             min=0.0,
             max=1.0,
             step=0.01,
-            description="gamma",
+            description=tr("gamma"),
             readout_format=".2f",
             continuous_update=False,
         )
-        self.step_button = W.Button(description="Step sweep", icon="step-forward")
+        self.step_button = W.Button(description=tr("Step sweep"), icon="step-forward")
         self.run_button = W.Button(
-            description="Run to convergence", icon="fast-forward", layout=W.Layout(width="180px")
+            description=tr("Run to convergence"),
+            icon="fast-forward",
+            layout=W.Layout(width="180px"),
         )
-        self.reset_button = W.Button(description="Reset", icon="undo")
+        self.reset_button = W.Button(description=tr("Reset"), icon="undo")
         self.status = W.HTML()
         self.image = W.Image(format="png")
         self.step_button.on_click(lambda _: self.step())
@@ -212,13 +238,13 @@ class DPStepper(_Stepper):
         self.reset()
 
     def _status_text(self) -> str:
-        text = f"<b>sweep {self.sweep}</b>"
+        text = tr("<b>sweep {sweep}</b>", sweep=self.sweep)
         if self.delta is not None and self.phase != "improvement":
             text += f" &nbsp; max |ΔV| = {self.delta:.3g}"
         if self.phase == "improvement":
-            text += " &nbsp; policy improved"
+            text += tr(" &nbsp; policy improved")
         if self.converged:
-            text += " &nbsp; <b>converged</b>"
+            text += tr(" &nbsp; <b>converged</b>")
         if self.error:
             text += f" &nbsp; <span style='color:#b00'>{self.error}</span>"
         return text
@@ -226,7 +252,17 @@ class DPStepper(_Stepper):
     def _redraw(self) -> None:
         self.status.value = self._status_text()
         pi_arrows = True if self.algorithm_choice.value != "policy iteration" else self.policy
-        title = f"{self.algorithm_choice.value}, sweep {self.sweep}, γ = {self.mdp.gamma:g}"
+        title = figure_tr(
+            "{algorithm}, sweep {sweep}, γ = {gamma:g}",
+            # the name as the dropdown shows it, if the figure can show that language
+            algorithm=(
+                self.algorithm_choice.label
+                if figure_language() == get_language()
+                else self.algorithm_choice.value
+            ),
+            sweep=self.sweep,
+            gamma=self.mdp.gamma,
+        )
         rows, cols = self.mdp.grid.shape
         fig = _new_figure((min(9.0, 0.75 * cols + 1.8), 0.75 * rows + 0.9))
         plots.plot_value_grid(
@@ -248,12 +284,16 @@ class DPStepper(_Stepper):
 
 #: environments of the agent stepper: label -> (env id, gamma, alpha, epsilon)
 AGENT_ENVIRONMENTS: dict[str, tuple[str, float, float, float]] = {
-    "CliffWalking (Example 6.6)": ("CliffWalking-v1", 1.0, 0.5, 0.1),
-    "Windy grid world (Example 6.5)": ("rlcourse/WindyGridWorld-v0", 1.0, 0.5, 0.1),
-    "FrozenLake 4x4 (slippery)": ("FrozenLake-v1", 0.99, 0.1, 0.1),
-    "Example 4.1 (4x4, terminal corners)": ("rlcourse/GridWorld4x4-v0", 1.0, 0.5, 0.1),
+    N_("CliffWalking (Example 6.6)"): ("CliffWalking-v1", 1.0, 0.5, 0.1),
+    N_("Windy grid world (Example 6.5)"): ("rlcourse/WindyGridWorld-v0", 1.0, 0.5, 0.1),
+    N_("FrozenLake 4x4 (slippery)"): ("FrozenLake-v1", 0.99, 0.1, 0.1),
+    N_("Example 4.1 (4x4, terminal corners)"): ("rlcourse/GridWorld4x4-v0", 1.0, 0.5, 0.1),
 }
-AGENT_METHODS = {"Q-learning": "q_learning", "SARSA": "sarsa", "Expected SARSA": "expected_sarsa"}
+AGENT_METHODS = {
+    N_("Q-learning"): "q_learning",
+    "SARSA": "sarsa",
+    N_("Expected SARSA"): "expected_sarsa",
+}
 
 
 class AgentStepper(_Stepper):
@@ -284,36 +324,46 @@ class AgentStepper(_Stepper):
         _, gamma, alpha, epsilon = AGENT_ENVIRONMENTS[env]
         wide = W.Layout(width="330px")
         self.env_choice = W.Dropdown(
-            options=list(AGENT_ENVIRONMENTS),
+            options=_choices(AGENT_ENVIRONMENTS),
             value=env,
-            description="environment",
+            description=tr("environment"),
             style=LABELS,
             layout=wide,
         )
-        self.method_choice = W.ToggleButtons(options=list(AGENT_METHODS), value=method)
+        self.method_choice = W.ToggleButtons(options=_choices(AGENT_METHODS), value=method)
         self.alpha_slider = W.FloatSlider(
-            value=alpha, min=0.01, max=1.0, step=0.01, description="alpha", continuous_update=False
+            value=alpha,
+            min=0.01,
+            max=1.0,
+            step=0.01,
+            description=tr("alpha"),
+            continuous_update=False,
         )
         self.epsilon_slider = W.FloatSlider(
             value=epsilon,
             min=0.0,
             max=1.0,
             step=0.01,
-            description="epsilon",
+            description=tr("epsilon"),
             continuous_update=False,
         )
         self.gamma_slider = W.FloatSlider(
-            value=gamma, min=0.0, max=1.0, step=0.01, description="gamma", continuous_update=False
+            value=gamma,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description=tr("gamma"),
+            continuous_update=False,
         )
-        self.step_button = W.Button(description="Step", icon="step-forward")
-        self.episode_button = W.Button(description="Play episode", icon="play")
+        self.step_button = W.Button(description=tr("Step"), icon="step-forward")
+        self.episode_button = W.Button(description=tr("Play episode"), icon="play")
         self.run_button = W.Button(
-            description="Run N episodes", icon="fast-forward", layout=W.Layout(width="160px")
+            description=tr("Run N episodes"), icon="fast-forward", layout=W.Layout(width="160px")
         )
         self.n_episodes = W.BoundedIntText(
             value=100, min=1, max=10_000, description="N", layout=W.Layout(width="150px")
         )
-        self.reset_button = W.Button(description="Reset", icon="undo")
+        self.reset_button = W.Button(description=tr("Reset"), icon="undo")
         self.status = W.HTML()
         self.update_text = W.HTML()
         self.image = W.Image(format="png")
@@ -408,14 +458,14 @@ class AgentStepper(_Stepper):
     def _update_html(self) -> str:
         u = self.agent.last
         if u is None:
-            return "<i>no update yet: press Step</i>"
+            return tr("<i>no update yet: press Step</i>")
         names = self.mdp.action_names or tuple(str(a) for a in range(self.mdp.n_actions))
         s, a, s2 = int(u.state[0]), int(u.action[0]), int(u.next_state[0])
         r, target = float(u.reward[0]), float(u.td_target[0])
         end = (
-            " (terminated: no bootstrap)"
+            tr(" (terminated: no bootstrap)")
             if u.terminated[0]
-            else (" (truncated: bootstrap from S')" if u.truncated[0] else "")
+            else (tr(" (truncated: bootstrap from S')") if u.truncated[0] else "")
         )
         rule = {
             "q_learning": "max<sub>a</sub> Q(S′, a)",
@@ -425,19 +475,35 @@ class AgentStepper(_Stepper):
         return (
             f"S = {s} {self.mdp.grid.cells[s]}, A = {names[a]}, R = {r:g}, S′ = {s2}"
             f" {self.mdp.grid.cells[s2]}{end}<br>"
-            f"TD target = R + γ·{rule} = {target:.3f} &nbsp; "
-            f"TD error = target − Q(S, A) = {float(u.td_error[0]):.3f}<br>"
-            f"Q(S, A): {float(u.q_old[0]):.3f} → {float(u.q_new[0]):.3f} "
-            f"(= old + α·TD error, α = {self.agent.alpha:g})"
+            + tr(
+                "TD target = R + γ·{rule} = {target:.3f} &nbsp; "
+                "TD error = target − Q(S, A) = {error:.3f}",
+                rule=rule,
+                target=target,
+                error=float(u.td_error[0]),
+            )
+            + "<br>"
+            + tr(
+                "Q(S, A): {old:.3f} → {new:.3f} (= old + α·TD error, α = {alpha:g})",
+                old=float(u.q_old[0]),
+                new=float(u.q_new[0]),
+                alpha=self.agent.alpha,
+            )
         )
 
     def _redraw(self) -> None:
         finished = self.agent.returns[0, : self.episodes]
-        last = f", last return {finished[-1]:g}" if len(finished) else ""
-        self.status.value = (
-            f"<b>episode {self.episodes}</b>, step {self.steps}{last} &nbsp; "
-            f"({self.method_choice.value}, α = {self.agent.alpha:g}, "
-            f"ε = {self.epsilon_slider.value:g}, γ = {self.agent.gamma:g})"
+        last = tr(", last return {G:g}", G=finished[-1]) if len(finished) else ""
+        self.status.value = tr(
+            "<b>episode {episode}</b>, step {step}{last} &nbsp; "
+            "({method}, α = {alpha:g}, ε = {epsilon:g}, γ = {gamma:g})",
+            episode=self.episodes,
+            step=self.steps,
+            last=last,
+            method=label(self.method_choice.value),
+            alpha=self.agent.alpha,
+            epsilon=self.epsilon_slider.value,
+            gamma=self.agent.gamma,
         )
         self.update_text.value = self._update_html()
         rows, cols = self.mdp.grid.shape
@@ -450,7 +516,7 @@ class AgentStepper(_Stepper):
             ax=left,
             agent=int(self.agent.state[0]),
             decimals=1,
-            title="max_a Q(s, a) and greedy actions",
+            title=figure_tr("max_a Q(s, a) and greedy actions"),
         )
         right.plot(
             np.arange(1, len(finished) + 1),
@@ -460,9 +526,9 @@ class AgentStepper(_Stepper):
             color=plots.COLOURS.get(self.method_choice.value.lower(), "C0"),
         )
         right.set_xlim(0, max(10, len(finished) + 1))
-        right.set_xlabel("episode")
-        right.set_ylabel("return")
-        right.set_title("returns so far")
+        right.set_xlabel(figure_tr("episode"))
+        right.set_ylabel(figure_tr("return"))
+        right.set_title(figure_tr("returns so far"))
         right.grid(alpha=0.3)
         _show_figure(self.image, fig)
 
@@ -490,16 +556,16 @@ def _png(frame: np.ndarray) -> bytes:
 #: applied to ``env.unwrapped.state`` (the env's physical state, not a copy of it)
 PERTURBATIONS: dict[str, dict[str, tuple[int, float]]] = {
     "CartPoleEnv": {
-        "push the cart left": (1, -1.0),  # cart velocity, m/s
-        "push the cart right": (1, 1.0),
-        "tilt the pole left": (2, -0.1),  # pole angle, rad (positive: leaning right)
-        "tilt the pole right": (2, 0.1),
+        N_("push the cart left"): (1, -1.0),  # cart velocity, m/s
+        N_("push the cart right"): (1, 1.0),
+        N_("tilt the pole left"): (2, -0.1),  # pole angle, rad (positive: leaning right)
+        N_("tilt the pole right"): (2, 0.1),
     },
     "PendulumEnv": {
-        "kick it anticlockwise": (1, 2.0),  # angular velocity, rad/s (positive: anticlockwise)
-        "kick it clockwise": (1, -2.0),
-        "turn it by +45°": (0, np.pi / 4),  # angle, rad (0: upright)
-        "turn it by -45°": (0, -np.pi / 4),
+        N_("kick it anticlockwise"): (1, 2.0),  # angular velocity, rad/s (positive: anticlockwise)
+        N_("kick it clockwise"): (1, -2.0),
+        N_("turn it by +45°"): (0, np.pi / 4),  # angle, rad (0: upright)
+        N_("turn it by -45°"): (0, -np.pi / 4),
     },
 }
 
@@ -554,23 +620,28 @@ class AgentViewer(_Stepper):
         self.action_names = action_labels(self.env)
         self.perturbations = PERTURBATIONS.get(type(self.env.unwrapped).__name__, {})
 
-        self.step_button = W.Button(description="Step", icon="step-forward")
-        self.play_button = W.Button(description="Play", icon="play")
-        self.pause_button = W.Button(description="Pause", icon="pause")
-        self.reset_button = W.Button(description="Reset", icon="undo")
+        self.step_button = W.Button(description=tr("Step"), icon="step-forward")
+        self.play_button = W.Button(description=tr("Play"), icon="play")
+        self.pause_button = W.Button(description=tr("Pause"), icon="pause")
+        self.reset_button = W.Button(description=tr("Reset"), icon="undo")
         self.seed_box = W.BoundedIntText(
-            value=seed, min=0, max=2**31 - 1, description="seed", layout=W.Layout(width="170px")
+            value=seed,
+            min=0,
+            max=2**31 - 1,
+            description=tr("seed"),
+            layout=W.Layout(width="170px"),
         )
         self.speed_slider = W.FloatSlider(
-            value=speed, min=1.0, max=30.0, step=1.0, description="steps/s", style=LABELS
+            value=speed, min=1.0, max=30.0, step=1.0, description=tr("steps/s"), style=LABELS
         )
         # the clock of Play: the page advances it, each tick is one step
         self.ticker = W.Play(value=0, min=0, max=max_steps, interval=round(1000 / speed))
         self.ticker.layout.display = "none"
         self.perturb_choice = W.Dropdown(
-            options=list(self.perturbations), layout=W.Layout(width="210px")
+            options=[(tr(name), name) for name in self.perturbations],
+            layout=W.Layout(width="210px"),
         )
-        self.perturb_button = W.Button(description="Perturb", icon="hand-paper-o")
+        self.perturb_button = W.Button(description=tr("Perturb"), icon="hand-paper-o")
         self.image = W.Image(format="png")
         self.info = W.HTML()
         self.status = W.HTML()
@@ -660,7 +731,7 @@ class AgentViewer(_Stepper):
         unwrapped.state = state
         self.observation = _current_observation(self.env)
         self.decision = decide(self.agent, self.observation)
-        self._redraw(note=f"perturbed: {name}")
+        self._redraw(note=tr("perturbed: {name}", name=tr(name)))
 
     # ---------------------------------------------------------------- display
     def _on_speed(self, change: dict[str, Any]) -> None:
@@ -676,10 +747,9 @@ class AgentViewer(_Stepper):
         if d.kind == "gaussian":
             std = d.std if d.std is not None else np.zeros_like(d.values)
             for name, mean, s in zip(names, d.values, std, strict=True):
-                rows.append(
-                    f"<tr><td>{name}</td><td>mean {mean:+.3f}</td><td>std {s:.3f}</td></tr>"
-                )
-            head = "Gaussian policy π(a|s)"
+                cells = tr("<td>mean {mean:+.3f}</td><td>std {std:.3f}</td>", mean=mean, std=s)
+                rows.append(f"<tr><td>{name}</td>{cells}</tr>")
+            head = tr("Gaussian policy π(a|s)")
         else:
             values = np.asarray(d.values, dtype=np.float64)
             low, high = (0.0, 1.0) if d.kind == "probs" else (values.min(), values.max())
@@ -688,15 +758,15 @@ class AgentViewer(_Stepper):
                 taken = a == d.action
                 fraction = v if d.kind == "probs" else 0.15 + 0.85 * (v - low) / span
                 bar = _bar(fraction, "#DD8452" if taken else "#4C72B0")
-                mark = " ← takes it" if taken else ""
+                mark = tr(" ← takes it") if taken else ""
                 rows.append(
                     f"<tr{BOLD if taken else ''}><td>{name}</td>"
                     f"<td style='text-align:right'>{v:.3f}</td><td>{bar}{mark}</td></tr>"
                 )
             head = "Q(s, a)" if d.kind == "q" else "π(a|s)"
         if d.value is not None:
-            label = "max<sub>a</sub> Q(s, a)" if d.kind == "q" else "V(s)"
-            rows.append(f"<tr><td>{label}</td><td style='text-align:right'>{d.value:.3f}</td></tr>")
+            what = "max<sub>a</sub> Q(s, a)" if d.kind == "q" else "V(s)"
+            rows.append(f"<tr><td>{what}</td><td style='text-align:right'>{d.value:.3f}</td></tr>")
         return f"<b>{head}</b><table>{''.join(rows)}</table>"
 
     def _info_html(self) -> str:
@@ -713,24 +783,30 @@ class AgentViewer(_Stepper):
             if isinstance(action, int)
             else ", ".join(f"{x:+.3f}" for x in np.atleast_1d(action))
         )
-        return (
-            f"<b>observation s</b><table>{obs_rows}</table>{self._decision_html()}"
-            f"<b>action</b>: {action_text}"
+        return tr(
+            "<b>observation s</b><table>{rows}</table>{decision}<b>action</b>: {action}",
+            rows=obs_rows,
+            decision=self._decision_html(),
+            action=action_text,
         )
 
     def _redraw(self, note: str = "") -> None:
         if self.terminated:
-            end = " · <b>episode over</b> (terminated): press Reset"
+            end = tr(" · <b>episode over</b> (terminated): press Reset")
         elif self.truncated or self.steps >= self.max_steps:
-            end = " · <b>episode over</b> (time limit): press Reset"
+            end = tr(" · <b>episode over</b> (time limit): press Reset")
         else:
             end = ""
-        last = "" if self.last_reward is None else f" · last reward {self.last_reward:g}"
-        self.status.value = (
-            f"<b>{self.env_name}</b>, episode seed {self.seed_box.value} · step {self.steps}"
-            f"{last} · return so far {self.episode_return:g}{end}"
-            + (f" · <i>{note}</i>" if note else "")
-        )
+        last = "" if self.last_reward is None else tr(" · last reward {r:g}", r=self.last_reward)
+        self.status.value = tr(
+            "<b>{env}</b>, episode seed {seed} · step {step}{last} · return so far {G:g}{end}",
+            env=self.env_name,
+            seed=self.seed_box.value,
+            step=self.steps,
+            last=last,
+            G=self.episode_return,
+            end=end,
+        ) + (f" · <i>{note}</i>" if note else "")
         self.image.value = _png(self.env.render())
         self.info.value = self._info_html()
 
@@ -742,18 +818,18 @@ class AgentViewer(_Stepper):
 #: the panels of the training monitor: the history's field -> (title, y label); a panel is
 #: drawn when the history has the field (DQN: losses, epsilon; PPO, A2C, REINFORCE: the rest)
 MONITOR_PANELS: dict[str, tuple[str, str]] = {
-    "losses": ("TD loss", "Huber loss"),
-    "epsilon": ("exploration", "ε"),
-    "policy_loss": ("policy loss", "loss"),
-    "value_loss": ("value loss", "loss"),
-    "entropy": ("entropy of π", "nats"),
-    "approx_kl": ("KL(π_old ‖ π) per update", "approx. KL"),
-    "clip_fraction": ("clip fraction", "fraction"),
+    "losses": (N_("TD loss"), "Huber loss"),
+    "epsilon": (N_("exploration"), "ε"),
+    "policy_loss": (N_("policy loss"), "loss"),
+    "value_loss": (N_("value loss"), "loss"),
+    "entropy": (N_("entropy of π"), "nats"),
+    "approx_kl": (N_("KL(π_old ‖ π) per update"), "approx. KL"),
+    "clip_fraction": (N_("clip fraction"), "fraction"),
 }
 STOP_REASONS = {
-    "budget": "ran its whole step budget",
-    "solved": "stopped at a confirmed solve",
-    "callback": "stopped by you",
+    "budget": N_("ran its whole step budget"),
+    "solved": N_("stopped at a confirmed solve"),
+    "callback": N_("stopped by you"),
 }
 
 
@@ -802,9 +878,11 @@ class TrainingMonitor(_Stepper):
         self._start: float | None = None  # the clock at the first call
         self._last_draw = -math.inf
         self._draw_cost = 0.02  # seconds a redraw takes: a guess until one is measured
-        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger")
+        self.stop_button = W.Button(description=tr("Stop"), icon="stop", button_style="danger")
         self.stop_button.on_click(lambda _: self.stop())
-        self.status = W.HTML(f"<b>{html.escape(title)}</b>: waiting for the first update")
+        self.status = W.HTML(
+            tr("<b>{title}</b>: waiting for the first update", title=html.escape(title))
+        )
         self.charts = W.HTML()
         self.widget = W.VBox([W.HBox([self.stop_button, self.status], layout=_row()), self.charts])
 
@@ -812,7 +890,7 @@ class TrainingMonitor(_Stepper):
         """Ask training to stop at its next update (what the Stop button does)."""
         self.stop_requested = True
         self.stop_button.disabled = True
-        self.stop_button.description = "Stopping…"
+        self.stop_button.description = tr("Stopping…")
 
     # --------------------------------------------------------------- callback
     def __call__(self, step: int, history: Any, agent: Any) -> bool:
@@ -845,7 +923,7 @@ class TrainingMonitor(_Stepper):
             result = await asyncio.to_thread(train, *args, callback=self, **kwargs)
         except BaseException:  # an error or an interrupt: end the training thread too
             self.stop()
-            self.status.value += " · <b>training failed or was interrupted</b>"
+            self.status.value += tr(" · <b>training failed or was interrupted</b>")
             raise
         self.finish(*result)
         return result
@@ -856,7 +934,9 @@ class TrainingMonitor(_Stepper):
         self.step = max([self.step] + [s for s, *_ in history.evaluations])
         self.redraw(final=True)
         self.stop_button.disabled = True
-        self.stop_button.description = "Stopped" if history.stop_reason == "callback" else "Done"
+        self.stop_button.description = (
+            tr("Stopped") if history.stop_reason == "callback" else tr("Done")
+        )
 
     # ---------------------------------------------------------------- drawing
     def redraw(self, final: bool = False) -> None:
@@ -880,7 +960,7 @@ class TrainingMonitor(_Stepper):
     def _charts_html(self, h: Any, final: bool) -> str:
         """The learning curve, and a small chart for each series the history has."""
         episodes = np.array(h.episodes, dtype=np.float64).reshape(-1, 3)
-        curve = [Series(episodes[:, 0], episodes[:, 1], "#999999", "dots", "training episodes")]
+        curve = [Series(episodes[:, 0], episodes[:, 1], "#999999", "dots", tr("training episodes"))]
         window = min(20, len(episodes))
         if window:
             smooth = np.convolve(episodes[:, 1], np.ones(window) / window, mode="valid")
@@ -890,17 +970,19 @@ class TrainingMonitor(_Stepper):
                     smooth,
                     "#4C72B0",
                     "line",
-                    f"mean of the last {window} training episodes",
+                    tr("mean of the last {window} training episodes", window=window),
                 )
             )
         ev = np.array(h.evaluations, dtype=np.float64).reshape(-1, 3)
         curve.append(
             Series(ev[:, 0], ev[:, 1] - ev[:, 2], "#DD8452", "bars", y2=ev[:, 1] + ev[:, 2])
         )
-        curve.append(Series(ev[:, 0], ev[:, 1], "#DD8452", "markers", "greedy evaluation (± std)"))
+        curve.append(
+            Series(ev[:, 0], ev[:, 1], "#DD8452", "markers", tr("greedy evaluation (± std)"))
+        )
         cf = np.array(h.confirmations, dtype=np.float64).reshape(-1, 3)
         curve.append(
-            Series(cf[:, 0], cf[:, 1], "#55A868", "markers", "confirmation (100 episodes)")
+            Series(cf[:, 0], cf[:, 1], "#55A868", "markers", tr("confirmation (100 episodes)"))
         )
         if final and h.selected_step is not None and h.held_out_mean is not None:
             curve.append(
@@ -909,17 +991,26 @@ class TrainingMonitor(_Stepper):
                     np.array([h.held_out_mean]),
                     "#C44E52",
                     "markers",
-                    "handed back: held-out mean",
+                    tr("handed back: held-out mean"),
                 )
             )
         hlines = [] if h.threshold is None else [(h.threshold, "#C44E52")]
-        extra = [] if h.threshold is None else [("#C44E52", f"solved: {h.threshold:g} (dashed)")]
+        extra = (
+            []
+            if h.threshold is None
+            else [("#C44E52", tr("solved: {threshold:g} (dashed)", threshold=h.threshold))]
+        )
         main = svg_chart(
-            curve, width=460, height=270, title="return", xlabel="environment steps", hlines=hlines
+            curve,
+            width=460,
+            height=270,
+            title=tr("return"),
+            xlabel=tr("environment steps"),
+            hlines=hlines,
         )
         small = []
         for name in self.panels:
-            title = MONITOR_PANELS[name][0]
+            title = tr(MONITOR_PANELS[name][0])
             series = np.array(getattr(h, name), dtype=np.float64).reshape(-1, 2)
             small.append(
                 svg_chart(
@@ -940,20 +1031,27 @@ class TrainingMonitor(_Stepper):
 
     def _status_html(self, final: bool) -> str:
         h = self.history
-        parts = [f"<b>{html.escape(self.title)}</b>", f"step {self.step:,}"]
-        parts.append(f"{len(h.episodes):,} training episodes")
+        parts = [f"<b>{html.escape(self.title)}</b>", tr("step {step:,}", step=self.step)]
+        parts.append(tr("{n:,} training episodes", n=len(h.episodes)))
         if h.evaluations:
-            parts.append(f"last evaluation {h.evaluations[-1][1]:.1f}")
-        parts.append(f"{h.train_time:.1f} s training")
+            parts.append(tr("last evaluation {score:.1f}", score=h.evaluations[-1][1]))
+        parts.append(tr("{seconds:.1f} s training", seconds=h.train_time))
         if final:
-            parts.append(f"<b>{STOP_REASONS.get(h.stop_reason, h.stop_reason)}</b>")
+            reason = h.stop_reason
+            parts.append(f"<b>{tr(STOP_REASONS[reason]) if reason in STOP_REASONS else reason}</b>")
             if h.selected_step is not None:
-                parts.append(f"handed back the policy of step {h.selected_step:,}")
+                parts.append(tr("handed back the policy of step {step:,}", step=h.selected_step))
             if h.held_out_mean is not None:
-                verdict = "solved" if h.solved else "not solved"
-                parts.append(f"held-out mean {h.held_out_mean:.1f} ({verdict})")
+                verdict = tr("solved") if h.solved else tr("not solved")
+                parts.append(
+                    tr(
+                        "held-out mean {mean:.1f} ({verdict})",
+                        mean=h.held_out_mean,
+                        verdict=verdict,
+                    )
+                )
         elif self.stop_requested:
-            parts.append("<b>stopping…</b>")
+            parts.append(tr("<b>stopping…</b>"))
         return " · ".join(parts)
 
     def __repr__(self) -> str:

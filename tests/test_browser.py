@@ -115,9 +115,9 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    tmp = tmp_path_factory.mktemp("lab")
+def _start_lab(tmp: Path, locale: str | None = None) -> Iterator[Lab]:
+    """A JupyterLab server on a copy of ``notebooks/``, its interface in ``locale`` (a
+    language pack's, e.g. ``zh_CN``; None: English); stopped when the generator closes."""
     root = tmp / "notebooks"
     shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     # silence the news/update toast that otherwise covers part of the page
@@ -126,6 +126,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (notification / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    if locale is not None:  # Settings > Language, as a student sets it
+        translation = tmp / "settings" / "@jupyterlab" / "translation-extension"
+        translation.mkdir(parents=True)
+        (translation / "plugin.jupyterlab-settings").write_text(json.dumps({"locale": locale}))
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [
         sys.executable,
@@ -164,6 +168,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    yield from _start_lab(tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture(scope="module")
+def lab_zh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The same, with JupyterLab's interface in Simplified Chinese (its language pack)."""
+    yield from _start_lab(tmp_path_factory.mktemp("lab_zh"), locale="zh_CN")
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -182,8 +197,7 @@ def _api(lab: Lab, path: str, method: str = "GET") -> Any:
     return json.loads(body) if body else None
 
 
-@pytest.fixture
-def page(browser: Browser, lab: Lab) -> Iterator[Page]:
+def _new_page(browser: Browser, lab: Lab) -> Iterator[Page]:
     """A fresh browser page; its kernels are shut down afterwards, so each case starts clean."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
@@ -192,6 +206,16 @@ def page(browser: Browser, lab: Lab) -> Iterator[Page]:
         context.close()
         for session in _api(lab, "/api/sessions"):
             _api(lab, f"/api/sessions/{session['id']}", method="DELETE")
+
+
+@pytest.fixture
+def page(browser: Browser, lab: Lab) -> Iterator[Page]:
+    yield from _new_page(browser, lab)
+
+
+@pytest.fixture
+def page_zh(browser: Browser, lab_zh: Lab) -> Iterator[Page]:
+    yield from _new_page(browser, lab_zh)
 
 
 # ------------------------------------------------------------------------- notebook
@@ -240,13 +264,20 @@ def wait_for_kernel(page: Page) -> None:
     page.wait_for_function(_KERNEL_IDLE, timeout=60_000, polling=100)
 
 
-def run_notebook(page: Page, lab: Lab, name: str, timeout_s: float = 120) -> Page:
+#: the names of the menus run_notebook uses, in JupyterLab's English and Chinese interfaces
+MENUS = {"en": {"Edit": "Edit", "Run": "Run"}, "zh_CN": {"Edit": "编辑", "Run": "运行"}}
+
+
+def run_notebook(
+    page: Page, lab: Lab, name: str, timeout_s: float = 120, locale: str = "en"
+) -> Page:
     """Open ``name`` in JupyterLab, clear its outputs, Run All, wait, assert no errors."""
     page.goto(lab.notebook_url(name))
     # running before the kernel is ready switches kernels and runs only the first cell
     wait_for_kernel(page)
-    _menu(page, "Edit", "editmenu:clear-all")  # stored prompts [1]..[n] would look finished
-    _menu(page, "Run", "runmenu:run-all")
+    menus = MENUS[locale]
+    _menu(page, menus["Edit"], "editmenu:clear-all")  # stored prompts [1]..[n] would look finished
+    _menu(page, menus["Run"], "runmenu:run-all")
     page.wait_for_function(_ALL_CELLS_RAN, timeout=timeout_s * 1000, polling=250)
     errors = page.evaluate(_ERROR_OUTPUTS)
     assert not errors, f"{name} raised in JupyterLab: {errors}"
@@ -463,3 +494,37 @@ def test_deep_agent_viewer_and_monitor(lab: Lab, page: Page, tmp_path: Path) -> 
     assert "held-out mean computed: True" in text, text
     assert not page.evaluate(_ERROR_OUTPUTS)
     screenshots(page, monitor, "05_training_monitor_stopped", shots)
+
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_zh_cn_notebook_in_the_chinese_interface(
+    lab_zh: Lab, page_zh: Page, tmp_path: Path
+) -> None:
+    """The zh-CN edition's chapter 2 in JupyterLab with its Chinese language pack: the
+    interface, the notebook and its DP stepper speak Chinese, and the stepper steps."""
+    from rlcourse.i18n import tr_in
+
+    page = page_zh
+    run_notebook(page, lab_zh, "zh-CN/02_dynamic_programming.ipynb", locale="zh_CN")
+    for menu in ("文件", "编辑", "运行", "内核"):  # JupyterLab's own menus, from the language pack
+        expect(page.locator("li.lm-MenuBar-item", has_text=menu)).to_have_count(1)
+    expect(page.locator(".jp-MarkdownCell h1").first).to_contain_text("动态规划")
+    assert_widgets_rendered(page)
+    labels = [tr_in("zh-CN", text) for text in ("Step sweep", "Run to convergence", "Reset")]
+    assert all(_CJK.search(label) for label in labels), labels
+    box = widget_box(page, *labels)
+    box.scroll_into_view_if_needed()
+    status = box.locator(".widget-html").first
+    text, frame = status.text_content(), image_src(box)
+    assert _CJK.search(text), f"the stepper's status is not in Chinese: {text}"
+    screenshots(page, box, "zh_02_dp_stepper_start", tmp_path / "screenshots")
+    for _ in range(3):
+        button(box, labels[0]).click()
+        wait_for_kernel(page)
+    expect(status).not_to_have_text(text)
+    assert image_src(box) != frame, "the heatmap was not redrawn"
+    assert _CJK.search(status.text_content())
+    assert_no_overflow(box)
+    screenshots(page, box, "zh_02_dp_stepper_stepped", tmp_path / "screenshots")

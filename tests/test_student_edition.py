@@ -306,3 +306,38 @@ def test_malformed_regions_are_reported_and_nothing_is_written(
 def test_no_notebooks_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert student_edition.main([str(tmp_path / "out"), "--root", str(tmp_path)]) == 2
     assert "no notebooks in" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- languages
+def test_english_edition_leaves_out_the_translated_editions(edition: Path) -> None:
+    """notebooks/zh-CN/ holds the solutions too: the English edition does not copy it."""
+    assert not (edition / "notebooks" / "zh-CN").exists()
+    assert not list((edition / "notebooks").rglob("catalog"))
+
+
+def test_zh_cn_edition_from_the_chinese_notebooks(tmp_path: Path) -> None:
+    """``--language zh-CN`` stubs the Chinese notebooks, with Chinese hints, stub comments
+    and README; no solution line is left."""
+    from rlcourse.i18n import tr_in
+
+    out = tmp_path / "zh"
+    assert student_edition.main([str(out), "--root", str(REPO), "--language", "zh-CN"]) == 0
+    chinese = REPO / "notebooks" / "zh-CN"
+    written = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
+    assert written == [p.name for p in NOTEBOOKS]
+    assert "安装" in (out / "README.md").read_text(encoding="utf-8")
+    n = 0
+    for path in NOTEBOOKS:
+        teacher = nbformat.read(chinese / path.name, as_version=4)
+        student = nbformat.read(out / "notebooks" / path.name, as_version=4)
+        for ours, theirs in zip(teacher.cells, student.cells, strict=True):
+            if not _is_exercise(ours):
+                assert theirs.source == ours.source
+                continue
+            function = re.search(r"def (\w+)\(", ours.source).group(1)
+            hint = _stub_hint(theirs.source)
+            assert tr_in("zh-CN", student_edition.HINTS[function]) in hint
+            assert re.search(r"[\u4e00-\u9fff]", hint), hint
+            assert "# BEGIN SOLUTION" not in theirs.source
+            n += 1
+    assert n >= 14
