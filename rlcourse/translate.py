@@ -48,7 +48,7 @@ NOTEBOOKS = ROOT / "notebooks"
 EDITIONS = ("zh-CN",)
 #: what the first code cell of a translated notebook starts with (see language_line)
 LANGUAGE_LINE = (
-    'from rlcourse.i18n import set_language\n\nset_language("{language}")  # {comment}\n'
+    'from rlcourse.i18n import set_language\n\nset_language("{language}")  # {comment}\n\n'
 )
 
 
